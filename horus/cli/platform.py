@@ -1,0 +1,61 @@
+"""Commands that run the platform: up, worker, runners, schema."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from horus import config
+from horus.cli import cli
+from horus.client import Client
+from horus.job import Job, JobResult
+from horus.supervisor import Platform
+from horus.worker import run_worker
+
+
+@cli.command()
+@click.option("--concurrency", "-c", default=2, show_default=True,
+              help="Jobs each runner's worker runs at once.")
+@click.option("--flower-address", default="127.0.0.1", show_default=True,
+              help="Address Flower listens on; beyond localhost it needs FLOWER_BASIC_AUTH.")
+@click.option("--flower-port", default=5555, show_default=True)
+def up(concurrency: int, flower_address: str, flower_port: int) -> None:
+    """Start the platform in the foreground: Redis (embedded unless HORUS_BROKER_URL is
+    set), a worker for every installed runner, and Flower. Ctrl-C stops all of it."""
+    Platform(config.load(), concurrency, flower_address, flower_port).run()
+
+
+@cli.command()
+@click.option("--runner", "-r", "runners", multiple=True,
+              help="Runner to serve (repeatable); default: every installed runner.")
+@click.option("--concurrency", "-c", default=2, show_default=True,
+              help="Jobs this worker runs at once.")
+@click.option("--loglevel", "-l", default="INFO", show_default=True)
+def worker(runners: tuple[str, ...], concurrency: int, loglevel: str) -> None:
+    """Run a worker consuming the queues horus.<runner> of the given runners."""
+    run_worker(list(runners), concurrency, loglevel)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def runners(as_json: bool) -> None:
+    """List installed runners and the live workers that serve them."""
+    table = Client().runners()
+    if as_json:
+        click.echo(json.dumps(table, indent=2, sort_keys=True))
+        return
+    click.echo(f"{'RUNNER':<16} {'WORKERS':<8} DESCRIPTION")
+    for name, row in sorted(table.items()):
+        flag = "" if row["installed"] else " (not installed here)"
+        click.echo(f"{name:<16} {len(row['workers']):<8} {row['description']}{flag}")
+        for worker_name in row["workers"]:
+            click.echo(f"{'':<16} - {worker_name}")
+
+
+@cli.command()
+@click.argument("what", type=click.Choice(["job", "result"]))
+def schema(what: str) -> None:
+    """Print the JSON schema of a job or of a job result."""
+    model = Job if what == "job" else JobResult
+    click.echo(json.dumps(model.model_json_schema(), indent=2))

@@ -1,0 +1,59 @@
+"""Where Horus finds its services, derived once from ``celeryconfig``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import celeryconfig
+from horus.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The URLs and paths a Horus process works with."""
+
+    home: Path
+    broker_url: str
+    result_backend: str
+    embedded_socket: Path
+    retention_seconds: int
+
+    @property
+    def store_url(self) -> str:
+        """The result backend as a redis-py URL: job records live beside the results."""
+        url = self.result_backend
+        if url.startswith("redis+socket://"):
+            return "unix://" + url.removeprefix("redis+socket://")
+        if url.startswith(("redis://", "rediss://")):
+            return url
+        raise ConfigError(
+            f"HORUS_RESULT_BACKEND={redact(url)} is not Redis: job records and results need a "
+            "redis:// URL; set HORUS_RESULT_BACKEND to one"
+        )
+
+    @property
+    def uses_embedded(self) -> bool:
+        """True when the broker or the result backend is the embedded Redis."""
+        return celeryconfig.EMBEDDED_URL in (self.broker_url, self.result_backend)
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced by ``***``, fit for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return parts._replace(netloc=netloc).geturl()
+    return url
+
+
+def load() -> Settings:
+    """The settings of this process."""
+    return Settings(
+        home=celeryconfig.HORUS_HOME,
+        broker_url=celeryconfig.broker_url,
+        result_backend=celeryconfig.result_backend,
+        embedded_socket=celeryconfig.EMBEDDED_SOCKET,
+        retention_seconds=celeryconfig.RETENTION_SECONDS,
+    )

@@ -1,0 +1,315 @@
+"""The job and its result: pure data, validated by pydantic.
+
+A :class:`Job` carries the fields of the seed formats: ``id, runner_id, payload, timeout,
+env_vars, signatures, created_at, status`` (seed 000), ``caller_id, context_id`` (seed 001),
+``params, dependencies`` (seed 002) and ``max_attempts, tags`` (seed 003). Jobs are frozen:
+what was validated is what runs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from horus.errors import InvalidJob
+
+#: default job timeout in seconds (seed 000: "Default: 60 seconds")
+DEFAULT_TIMEOUT = 60
+#: the longest timeout a job may ask for, in seconds (one day)
+MAX_TIMEOUT = 86_400
+MAX_PAYLOAD_BYTES = 1024 * 1024
+MAX_PARAMS_BYTES = 1024 * 1024
+MAX_PARAMS_DEPTH = 32
+MAX_ENV_VARS = 128
+MAX_ENV_BYTES = 64 * 1024
+MAX_ATTEMPTS = 100
+MAX_TAGS = 32
+MAX_DEPENDENCIES = 100
+MAX_SIGNATURES = 16
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+RUNNER_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
+PRINCIPAL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+/=-]{0,255}$"
+TAG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$"
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class JobStatus(StrEnum):
+    """Where a job is in its life: pending -> running -> one of the terminal states."""
+
+    #: recorded, queued, not yet started by a worker
+    PENDING = "pending"
+    #: a worker is executing it
+    RUNNING = "running"
+    #: finished successfully (exit code 0, or the callable returned)
+    COMPLETED = "completed"
+    #: finished unsuccessfully, or refused by the worker
+    FAILED = "failed"
+    #: killed at its timeout
+    TIMEOUT = "timeout"
+    #: cancelled by a user before or while it ran
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        """True for the states a job never leaves."""
+        return self not in (JobStatus.PENDING, JobStatus.RUNNING)
+
+
+class Signature(BaseModel):
+    """One signature over a job's canonical bytes (seed 000's ``Signature``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    public_key: str = Field(max_length=256)
+    signature: str = Field(max_length=512)
+    algorithm: Literal["ed25519"] = "ed25519"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def json_depth(value: Any, limit: int = MAX_PARAMS_DEPTH) -> int:
+    """Nesting depth of a JSON value; stops counting past ``limit``."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    deepest = 0
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
+
+
+def _no_nul(value: str, field: str) -> str:
+    if "\x00" in value:
+        raise ValueError(f"{field} contains a NUL byte; remove it")
+    return value
+
+
+class Job(BaseModel):
+    """A unit of work for one runner."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(default_factory=_new_id, pattern=ID_PATTERN)
+    runner_id: str = Field(pattern=RUNNER_PATTERN)
+    payload: str = Field(min_length=1)
+    timeout: int = Field(default=DEFAULT_TIMEOUT, ge=1, le=MAX_TIMEOUT)
+    env_vars: dict[str, str] = Field(default_factory=dict)
+    signatures: tuple[Signature, ...] = Field(default=(), max_length=MAX_SIGNATURES)
+    created_at: datetime = Field(default_factory=_utcnow)
+    status: JobStatus = JobStatus.PENDING
+    caller_id: str | None = Field(default=None, pattern=PRINCIPAL_PATTERN)
+    context_id: str | None = Field(default=None, pattern=PRINCIPAL_PATTERN)
+    params: dict[str, Any] = Field(default_factory=dict)
+    dependencies: tuple[str, ...] = Field(default=(), max_length=MAX_DEPENDENCIES)
+    max_attempts: int = Field(default=1, ge=1, le=MAX_ATTEMPTS)
+    tags: tuple[str, ...] = Field(default=(), max_length=MAX_TAGS)
+
+    @field_validator("payload")
+    @classmethod
+    def _payload_size(cls, value: str) -> str:
+        _no_nul(value, "payload")
+        size = len(value.encode("utf-8", "surrogatepass"))
+        if size > MAX_PAYLOAD_BYTES:
+            raise ValueError(
+                f"payload is {size} bytes, over the limit of {MAX_PAYLOAD_BYTES}; "
+                "pass large data by reference (a path or URL) instead"
+            )
+        return value
+
+    @field_validator("env_vars")
+    @classmethod
+    def _env_names_and_size(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > MAX_ENV_VARS:
+            raise ValueError(f"{len(value)} env vars, over the limit of {MAX_ENV_VARS}")
+        total = 0
+        for name, val in value.items():
+            if not _ENV_NAME.match(name):
+                raise ValueError(
+                    f"env var name {name!r} is not a POSIX name; use letters, digits and _ "
+                    "and do not start with a digit"
+                )
+            _no_nul(val, f"env var {name}")
+            total += len(name) + len(val.encode("utf-8", "surrogatepass"))
+        if total > MAX_ENV_BYTES:
+            raise ValueError(f"env vars take {total} bytes, over the limit of {MAX_ENV_BYTES}")
+        return value
+
+    @field_validator("params")
+    @classmethod
+    def _params_json(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if json_depth(value) > MAX_PARAMS_DEPTH:
+            raise ValueError(f"params nest deeper than {MAX_PARAMS_DEPTH} levels; flatten them")
+        try:
+            size = len(json.dumps(value, allow_nan=False).encode())
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"params must be JSON (no NaN, no objects): {exc}") from None
+        if size > MAX_PARAMS_BYTES:
+            raise ValueError(f"params are {size} bytes of JSON, over the limit of {MAX_PARAMS_BYTES}")
+        return value
+
+    @field_validator("dependencies")
+    @classmethod
+    def _dependency_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for dep in value:
+            if not re.match(ID_PATTERN, dep):
+                raise ValueError(f"dependency {dep!r} is not a job id")
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tag_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for tag in value:
+            if not re.match(TAG_PATTERN, tag):
+                raise ValueError(f"tag {tag!r} must match {TAG_PATTERN}")
+        return value
+
+    @classmethod
+    def new(cls, runner_id: str, payload: str) -> Job:
+        """The seed's minimal constructor: ``Job.new("shell", "echo hello")``."""
+        return parse_job({"runner_id": runner_id, "payload": payload})
+
+    @classmethod
+    def builder(cls) -> JobBuilder:
+        """A fluent builder, as in seed 000: ``Job.builder().runner_id(..).build()``."""
+        return JobBuilder()
+
+
+class JobBuilder:
+    """Collects job fields one call at a time; :meth:`build` validates them all at once."""
+
+    def __init__(self) -> None:
+        self._fields: dict[str, Any] = {}
+
+    def _set(self, name: str, value: Any) -> Self:
+        self._fields[name] = value
+        return self
+
+    def id(self, value: str) -> Self:
+        """Set the job id (default: a random hex id)."""
+        return self._set("id", value)
+
+    def runner_id(self, value: str) -> Self:
+        """Set the runner that executes the job."""
+        return self._set("runner_id", value)
+
+    def payload(self, value: str) -> Self:
+        """Set the payload (a script, a callable path: it depends on the runner)."""
+        return self._set("payload", value)
+
+    def timeout(self, seconds: int) -> Self:
+        """Set the timeout in seconds."""
+        return self._set("timeout", seconds)
+
+    def env_vars(self, value: dict[str, str]) -> Self:
+        """Set the environment variables the job runs with."""
+        return self._set("env_vars", dict(value))
+
+    def signature(self, value: Signature) -> Self:
+        """Add one signature."""
+        self._fields.setdefault("signatures", [])
+        self._fields["signatures"].append(value)
+        return self
+
+    def caller_id(self, value: str) -> Self:
+        """Set who asks for the job (seed 001)."""
+        return self._set("caller_id", value)
+
+    def context_id(self, value: str) -> Self:
+        """Set the context (circle) the job runs in (seed 001)."""
+        return self._set("context_id", value)
+
+    def params(self, value: dict[str, Any]) -> Self:
+        """Set the runner parameters (seed 002)."""
+        return self._set("params", dict(value))
+
+    def dependencies(self, value: list[str]) -> Self:
+        """Set the jobs this one waits for (seed 002)."""
+        return self._set("dependencies", list(value))
+
+    def max_attempts(self, value: int) -> Self:
+        """Set how many times the job may be attempted (seed 003)."""
+        return self._set("max_attempts", value)
+
+    def tags(self, value: list[str]) -> Self:
+        """Set free-form tags (seed 003)."""
+        return self._set("tags", list(value))
+
+    def build(self) -> Job:
+        """Validate and return the job; raises :class:`InvalidJob` with a one-line reason."""
+        return parse_job(self._fields)
+
+
+class JobResult(BaseModel):
+    """What a job produced (seed 000's ``JobResult``), plus who ran it and how long."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    job_id: str
+    status: JobStatus
+    output: str = ""
+    error: str | None = None
+    exit_code: int | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    worker: str | None = None
+    attempt: int = 1
+    duration: float | None = None
+    output_truncated: bool = False
+
+    def json_output(self) -> Any:
+        """The output parsed as JSON (the python runner's return value)."""
+        return json.loads(self.output)
+
+
+_HINTS = {
+    "id": "use up to 128 letters, digits, '.', '_', ':' or '-'",
+    "runner_id": "use lowercase letters, digits, '-' or '_', starting with a letter "
+    "(see `horus runners`)",
+    "caller_id": "use up to 256 letters, digits or ._:@+/=-",
+    "context_id": "use up to 256 letters, digits or ._:@+/=-",
+    "timeout": f"give whole seconds from 1 to {MAX_TIMEOUT}",
+    "max_attempts": f"give a whole number from 1 to {MAX_ATTEMPTS}",
+}
+
+
+def explain(error: ValidationError, what: str = "job") -> str:
+    """One line that names each bad field and what is wrong with it."""
+    parts = []
+    for item in error.errors():
+        field = ".".join(str(p) for p in item["loc"]) or what
+        message = item["msg"].removeprefix("Value error, ")
+        hint = _HINTS.get(str(item["loc"][0])) if item["loc"] else None
+        if item["type"] == "extra_forbidden":
+            message = "unknown field; remove it (see `horus schema job`)"
+        elif hint and not item["type"].startswith("value_error"):
+            message = f"{message}; {hint}"
+        parts.append(f"{field}: {message}")
+    return f"invalid {what}: " + "; ".join(parts)
+
+
+def parse_job(data: dict[str, Any] | str | bytes) -> Job:
+    """Validate a job from a dict or JSON text; the one function client and worker share."""
+    try:
+        if isinstance(data, str | bytes):
+            return Job.model_validate_json(data)
+        return Job.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidJob(explain(exc)) from None

@@ -1,0 +1,71 @@
+"""Discovers runner plugins through the entry-point group ``horus.runners``.
+
+First-party runners come through the same path as third-party ones. A plugin that fails to
+load or breaks the contract is set aside with its reason (shown by ``horus runners``), so
+one bad plugin cannot stop a worker from serving the others.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from dataclasses import dataclass, field
+from functools import cache
+from importlib.metadata import EntryPoint, entry_points
+
+from horus.errors import RunnerContractError, UnknownRunner
+from horus.runner import Runner
+
+GROUP = "horus.runners"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Registry:
+    """The runners installed in this Python environment."""
+
+    runners: dict[str, Runner] = field(default_factory=dict)
+    #: plugins that failed to load, with the reason
+    broken: dict[str, str] = field(default_factory=dict)
+
+    def get(self, runner_id: str, also_known: frozenset[str] = frozenset()) -> Runner:
+        """The runner called ``runner_id``, or :class:`UnknownRunner` listing the others."""
+        try:
+            return self.runners[runner_id]
+        except KeyError:
+            raise UnknownRunner(runner_id, sorted(set(self.runners) | also_known)) from None
+
+
+def check(entry: EntryPoint, obj: object) -> Runner:
+    """Instantiate a plugin and check it keeps the contract; the error names the fix."""
+    where = f"runner plugin {entry.name!r} ({entry.value})"
+    if not (inspect.isclass(obj) and issubclass(obj, Runner)):
+        raise RunnerContractError(f"{where} is not a subclass of horus.runner.Runner; derive from it")
+    if inspect.isabstract(obj):
+        missing = ", ".join(sorted(obj.__abstractmethods__))
+        raise RunnerContractError(f"{where} does not implement {missing}; add run(ctx) and validate(payload, params)")
+    name = getattr(obj, "name", None)
+    if name != entry.name:
+        raise RunnerContractError(
+            f"{where} has name {name!r}; set `name = {entry.name!r}` to match its entry point"
+        )
+    try:
+        return obj()
+    except Exception as exc:
+        raise RunnerContractError(f"{where} failed to start: {exc}") from None
+
+
+@cache
+def installed() -> Registry:
+    """Load every installed runner once per process."""
+    registry = Registry()
+    for entry in entry_points(group=GROUP):
+        try:
+            registry.runners[entry.name] = check(entry, entry.load())
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, RunnerContractError) else (
+                f"runner plugin {entry.name!r} ({entry.value}) failed to import: {exc}"
+            )
+            log.error("%s", reason)
+            registry.broken[entry.name] = reason
+    return registry

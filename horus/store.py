@@ -1,0 +1,310 @@
+"""Job records in Redis: the status of every job, its result, and the indexes that list them.
+
+Keys (all under ``horus:``)::
+
+    horus:job:<id>              hash: job (JSON), status, runner_id, context_id, caller_id,
+                                created_at, worker, started_at, completed_at, attempt,
+                                result (JSON), cancel
+    horus:index:all             sorted sets of job ids scored by created_at, one per
+    horus:index:status:<s>      status, runner and context: ``horus list`` reads these and
+    horus:index:runner:<r>      never scans keys
+    horus:index:context:<c>
+    horus:workers               sorted set of live worker names scored by last heartbeat
+    horus:worker:<name>         JSON: the runners a worker serves, its host and pid
+
+Every status change is one Lua script: one round trip, atomic, and refused unless the job is
+in a state the change may start from. Records expire after the retention period; index
+entries older than it are trimmed as new jobs arrive.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import redis
+
+from horus.config import Settings, redact
+from horus.errors import BrokerUnavailable, JobNotFound
+from horus.job import Job, JobResult, JobStatus
+
+PREFIX = "horus:"
+#: seconds after its last heartbeat that a worker counts as gone
+WORKER_TTL = 30
+
+_CREATE = """
+-- KEYS: job, all, status, runner, context(optional) ; ARGV: id, created, retention, fields...
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local created, retention = tonumber(ARGV[2]), tonumber(ARGV[3])
+for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('EXPIRE', KEYS[1], retention)
+for i = 2, #KEYS do
+  redis.call('ZADD', KEYS[i], created, ARGV[1])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', created - retention)
+end
+return 1
+"""
+
+_TRANSITION = """
+-- KEYS: job ; ARGV: prefix, id, to, retention, n_from, from..., fields...
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return {'missing'} end
+local n_from = tonumber(ARGV[5])
+local allowed = false
+for i = 6, 5 + n_from do if ARGV[i] == status then allowed = true end end
+if not allowed then return {'refused', status} end
+local to = ARGV[3]
+for i = 6 + n_from, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+if to ~= status then
+  local score = tonumber(redis.call('HGET', KEYS[1], 'created_at'))
+  redis.call('HSET', KEYS[1], 'status', to)
+  redis.call('ZREM', ARGV[1] .. 'index:status:' .. status, ARGV[2])
+  redis.call('ZADD', ARGV[1] .. 'index:status:' .. to, score, ARGV[2])
+end
+if to ~= 'pending' and to ~= 'running' then
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+end
+return {'ok', status}
+"""
+
+
+def _ts(value: datetime | None) -> str:
+    return "" if value is None else value.isoformat()
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+@dataclass(frozen=True)
+class Record:
+    """A job as the store holds it."""
+
+    job: Job
+    status: JobStatus
+    worker: str | None
+    started_at: datetime | None
+    completed_at: datetime | None
+    attempt: int
+    result: JobResult | None
+    cancel_requested: bool
+
+    @classmethod
+    def from_hash(cls, data: dict[str, str]) -> Record:
+        """Rebuild a record from the hash fields."""
+        return cls(
+            job=Job.model_validate_json(data["job"]),
+            status=JobStatus(data["status"]),
+            worker=data.get("worker") or None,
+            started_at=_dt(data.get("started_at")),
+            completed_at=_dt(data.get("completed_at")),
+            attempt=int(data.get("attempt") or 0),
+            result=JobResult.model_validate_json(data["result"]) if data.get("result") else None,
+            cancel_requested=data.get("cancel") == "1",
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """The record as JSON-safe data, for `--json` output."""
+        return {
+            "id": self.job.id,
+            "runner_id": self.job.runner_id,
+            "status": self.status.value,
+            "caller_id": self.job.caller_id,
+            "context_id": self.job.context_id,
+            "tags": list(self.job.tags),
+            "created_at": self.job.created_at.isoformat(),
+            "worker": self.worker,
+            "started_at": _ts(self.started_at) or None,
+            "completed_at": _ts(self.completed_at) or None,
+            "attempt": self.attempt,
+        }
+
+
+@dataclass(frozen=True)
+class Transition:
+    """What a status change found: whether it applied and the status it found."""
+
+    applied: bool
+    previous: JobStatus | None
+
+
+class Store:
+    """Reads and writes job records; every method is one round trip to Redis."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.url = settings.store_url
+        self.redis: redis.Redis = redis.Redis.from_url(
+            self.url, decode_responses=True, socket_connect_timeout=3, socket_timeout=10,
+            health_check_interval=30,
+        )
+        self._create = self.redis.register_script(_CREATE)
+        self._transition = self.redis.register_script(_TRANSITION)
+
+    @contextmanager
+    def reach(self) -> Iterator[None]:
+        """Turn connection failures into :class:`BrokerUnavailable`."""
+        try:
+            yield
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise BrokerUnavailable(redact(self.url), str(exc).split("\n")[0]) from None
+
+    def ping(self) -> None:
+        """Check the store answers."""
+        with self.reach():
+            self.redis.ping()
+
+    @staticmethod
+    def key(job_id: str) -> str:
+        """The hash key of a job record."""
+        return f"{PREFIX}job:{job_id}"
+
+    def create(self, job: Job) -> bool:
+        """Record a new pending job with its indexes; False if the id is already taken."""
+        keys = [self.key(job.id), f"{PREFIX}index:all", f"{PREFIX}index:status:pending",
+                f"{PREFIX}index:runner:{job.runner_id}"]
+        if job.context_id:
+            keys.append(f"{PREFIX}index:context:{job.context_id}")
+        fields = {
+            "job": job.model_dump_json(), "status": JobStatus.PENDING.value,
+            "runner_id": job.runner_id, "context_id": job.context_id or "",
+            "caller_id": job.caller_id or "", "created_at": repr(job.created_at.timestamp()),
+            "attempt": "0",
+        }
+        argv: list[str] = [job.id, fields["created_at"], str(self.settings.retention_seconds)]
+        for name, value in fields.items():
+            argv += [name, value]
+        with self.reach():
+            return bool(self._create(keys=keys, args=argv))
+
+    def discard(self, job_id: str) -> None:
+        """Remove a pending record whose message could not be sent, with its index entries."""
+        with self.reach():
+            data = cast(dict[str, str], self.redis.hgetall(self.key(job_id)))
+            if data.get("status") != JobStatus.PENDING.value:
+                return
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.delete(self.key(job_id))
+            for index in ("all", "status:pending", f"runner:{data['runner_id']}",
+                          f"context:{data['context_id']}"):
+                pipe.zrem(f"{PREFIX}index:{index}", job_id)
+            pipe.execute()
+
+    def transition(
+        self, job_id: str, to: JobStatus, allowed_from: Iterable[JobStatus],
+        fields: dict[str, str] | None = None,
+    ) -> Transition:
+        """Move a job to ``to`` if it is in one of ``allowed_from``; set ``fields`` with it."""
+        froms = [s.value for s in allowed_from]
+        argv: list[str] = [PREFIX, job_id, to.value, str(self.settings.retention_seconds),
+                           str(len(froms)), *froms]
+        for name, value in (fields or {}).items():
+            argv += [name, value]
+        with self.reach():
+            reply = cast(list[str], self._transition(keys=[self.key(job_id)], args=argv))
+        if reply[0] == "missing":
+            raise JobNotFound(job_id)
+        return Transition(applied=reply[0] == "ok", previous=JobStatus(reply[1]))
+
+    def get(self, job_id: str) -> Record:
+        """The record of one job, or :class:`JobNotFound`."""
+        with self.reach():
+            data = cast(dict[str, str], self.redis.hgetall(self.key(job_id)))
+        if not data:
+            raise JobNotFound(job_id)
+        return Record.from_hash(data)
+
+    def status(self, job_id: str) -> JobStatus:
+        """The status of one job, reading one field."""
+        with self.reach():
+            value = cast(str | None, self.redis.hget(self.key(job_id), "status"))
+        if value is None:
+            raise JobNotFound(job_id)
+        return JobStatus(value)
+
+    def cancel_requested(self, job_id: str) -> bool:
+        """True once somebody asked to cancel the job."""
+        with self.reach():
+            return self.redis.hget(self.key(job_id), "cancel") == "1"
+
+    def request_cancel(self, job_id: str) -> None:
+        """Flag a job for cancellation (the worker running it stops it)."""
+        with self.reach():
+            self.redis.hset(self.key(job_id), "cancel", "1")
+
+    def list(
+        self, *, status: JobStatus | None = None, runner_id: str | None = None,
+        context_id: str | None = None, limit: int = 50,
+    ) -> list[Record]:
+        """Newest jobs first, filtered through the indexes; never scans the key space."""
+        indexes = [f"{PREFIX}index:all"]
+        if status:
+            indexes.append(f"{PREFIX}index:status:{status.value}")
+        if runner_id:
+            indexes.append(f"{PREFIX}index:runner:{runner_id}")
+        if context_id:
+            indexes.append(f"{PREFIX}index:context:{context_id}")
+        with self.reach():
+            pipe = self.redis.pipeline(transaction=False)
+            for index in indexes:
+                pipe.zcard(index)
+            sizes = pipe.execute()
+            # Walk the smallest index, newest first; the other filters are checked on the
+            # records themselves, so the cost follows the most selective filter.
+            driver = min(zip(sizes, indexes, strict=True))[1]
+            found: list[Record] = []
+            start, page = 0, max(limit, 100)
+            while len(found) < limit:
+                ids = cast(list[str], self.redis.zrevrange(driver, start, start + page - 1))
+                if not ids:
+                    break
+                start += page
+                pipe = self.redis.pipeline(transaction=False)
+                for job_id in ids:
+                    pipe.hgetall(self.key(job_id))
+                for job_id, data in zip(ids, pipe.execute(), strict=True):
+                    if not data:
+                        self.redis.zrem(driver, job_id)  # the record expired
+                        start -= 1
+                        continue
+                    if ((status and data["status"] != status.value)
+                            or (runner_id and data["runner_id"] != runner_id)
+                            or (context_id and data["context_id"] != context_id)):
+                        continue
+                    found.append(Record.from_hash(data))
+                    if len(found) == limit:
+                        break
+        return found
+
+    def heartbeat(self, worker: str, runners: list[str], info: dict[str, Any]) -> None:
+        """Announce a live worker and the runners it serves."""
+        now = time.time()
+        with self.reach():
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.set(f"{PREFIX}worker:{worker}", json.dumps({"runners": runners, **info}),
+                     ex=WORKER_TTL)
+            pipe.zadd(f"{PREFIX}workers", {worker: now})
+            pipe.zremrangebyscore(f"{PREFIX}workers", "-inf", now - WORKER_TTL)
+            pipe.execute()
+
+    def forget_worker(self, worker: str) -> None:
+        """Remove a worker that is shutting down."""
+        with self.reach():
+            self.redis.delete(f"{PREFIX}worker:{worker}")
+            self.redis.zrem(f"{PREFIX}workers", worker)
+
+    def live_workers(self) -> dict[str, dict[str, Any]]:
+        """Workers seen in the last :data:`WORKER_TTL` seconds, with their runners."""
+        with self.reach():
+            names = cast(list[str], self.redis.zrangebyscore(
+                f"{PREFIX}workers", time.time() - WORKER_TTL, "+inf"))
+            if not names:
+                return {}
+            values = cast(list[str | None], self.redis.mget(
+                [f"{PREFIX}worker:{n}" for n in names]))
+        return {n: json.loads(v) for n, v in zip(names, values, strict=True) if v}

@@ -1,0 +1,59 @@
+"""Test setup: every test run gets its own HORUS_HOME and its own embedded Redis.
+
+HORUS_HOME is set before Horus is imported, so the product's default path (no broker
+configured, the embedded Redis) is the one under test, as on a newcomer's machine.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+HOME = Path(tempfile.mkdtemp(prefix="horus-t-", dir="/tmp"))
+os.environ["HORUS_HOME"] = str(HOME)
+for _name in ("HORUS_BROKER_URL", "HORUS_RESULT_BACKEND"):
+    os.environ.pop(_name, None)
+
+import pytest  # noqa: E402
+
+from horus import config  # noqa: E402
+from horus.client import Client  # noqa: E402
+from horus.embedded import EmbeddedRedis  # noqa: E402
+from tests.harness import WorkerProcess  # noqa: E402
+
+#: set in the shell worker's own environment; a job must never see it
+WORKER_SECRET = "worker-secret-never-in-a-job"
+
+
+@pytest.fixture(scope="session")
+def embedded_redis() -> Iterator[EmbeddedRedis]:
+    """The embedded Redis, started the way `horus up` starts it."""
+    settings = config.load()
+    server = EmbeddedRedis(settings.home, settings.embedded_socket)
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def client(embedded_redis: EmbeddedRedis) -> Client:
+    """A Horus client on the embedded Redis."""
+    return Client()
+
+
+@pytest.fixture(scope="session")
+def workers(embedded_redis: EmbeddedRedis) -> Iterator[dict[str, WorkerProcess]]:
+    """Real worker processes: shell with concurrency 1 (so a busy worker is easy to make),
+    python with concurrency 2."""
+    started: dict[str, WorkerProcess] = {}
+    try:
+        started["shell"] = WorkerProcess(["shell"], 1, {"WORKER_SECRET": WORKER_SECRET}).start()
+        started["python"] = WorkerProcess(["python"], 2).start()
+        yield started
+    finally:
+        for worker in started.values():
+            worker.stop()

@@ -1,0 +1,102 @@
+"""Real processes for the tests: the embedded Redis and `horus worker` processes.
+
+Every process started here runs in its own process group and is ended by its group id.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from horus import config
+from horus.process import kill_recorded_groups
+from horus.store import Store
+
+REPO = Path(__file__).resolve().parent.parent
+PLUGINS = REPO / "tests" / "plugins"
+
+
+def horus_cmd(*args: str) -> list[str]:
+    """The argv of a `horus` command run with this interpreter."""
+    return [sys.executable, "-m", "horus", *args]
+
+
+def end_group(proc: subprocess.Popen[bytes], grace: float = 15.0) -> None:
+    """SIGTERM a process group, SIGKILL it after ``grace`` seconds, and reap the leader."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(wait)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # leftovers of the group
+    except ProcessLookupError:
+        pass
+
+
+class WorkerProcess:
+    """A real `horus worker` process serving some runners."""
+
+    def __init__(self, runners: list[str], concurrency: int = 1,
+                 env: dict[str, str] | None = None) -> None:
+        self.runners = runners
+        self.concurrency = concurrency
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+        home = config.load().home
+        self.log = home / "logs" / f"test-worker-{'-'.join(runners)}-{time.time_ns()}.log"
+
+    def start(self, timeout: float = 60.0) -> WorkerProcess:
+        """Start the worker and wait until its heartbeat shows it serving its runners."""
+        argv = horus_cmd("worker", "--concurrency", str(self.concurrency), "-l", "INFO")
+        for runner in self.runners:
+            argv += ["--runner", runner]
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(argv, env=self.env, cwd=REPO, stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        store = Store(config.load())
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited early: {self.log.read_text()[-3000:]}")
+            if any(info.get("pid") == self.proc.pid for info in store.live_workers().values()):
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"worker did not come up: {self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        """End the worker's process group and any job group it left."""
+        if self.proc is not None:
+            end_group(self.proc)
+        kill_recorded_groups(config.load().home / "run" / "groups")
+
+
+def wait_until(predicate: object, timeout: float = 10.0, step: float = 0.02) -> bool:
+    """Poll ``predicate()`` until it is truthy or ``timeout`` passes."""
+    assert callable(predicate)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(step)
+    return bool(predicate())
+
+
+def pid_alive(pid: int) -> bool:
+    """True if a process with ``pid`` exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

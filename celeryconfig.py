@@ -22,7 +22,9 @@ RETENTION_SECONDS = int(os.environ.get("HORUS_RETENTION") or 7 * 24 * 3600)
 
 
 def _default_backend(broker: str) -> str:
-    return broker if broker.startswith(("redis://", "rediss://", "redis+socket://")) else EMBEDDED_URL
+    return (
+        broker if broker.startswith(("redis://", "rediss://", "redis+socket://")) else EMBEDDED_URL
+    )
 
 
 broker_url = os.environ.get("HORUS_BROKER_URL") or EMBEDDED_URL

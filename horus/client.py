@@ -94,12 +94,21 @@ class Client:
         summary = f"runner={job.runner_id} payload={job.payload[:80]!r}"
         try:
             self.app.send_task(
-                TASK_NAME, args=[job.model_dump(mode="json")], task_id=job.id,
-                queue=queue_for(job.runner_id), routing_key=queue_for(job.runner_id),
-                argsrepr=summary, kwargsrepr="{}",
+                TASK_NAME,
+                args=[job.model_dump(mode="json")],
+                task_id=job.id,
+                queue=queue_for(job.runner_id),
+                routing_key=queue_for(job.runner_id),
+                argsrepr=summary,
+                kwargsrepr="{}",
                 time_limit=job.timeout + HARD_LIMIT_MARGIN,
-                retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2,
-                                          "interval_step": 0.5, "interval_max": 1},
+                retry=True,
+                retry_policy={
+                    "max_retries": 2,
+                    "interval_start": 0.2,
+                    "interval_step": 0.5,
+                    "interval_max": 1,
+                },
             )
         except OperationalError as exc:
             raise BrokerUnavailable(redact(self.settings.broker_url), str(exc)) from None
@@ -138,12 +147,16 @@ class Client:
             pause = min(pause * 1.5, 0.5)
 
     def list_jobs(
-        self, status: JobStatus | None = None, runner_id: str | None = None,
-        context_id: str | None = None, limit: int = 50,
+        self,
+        status: JobStatus | None = None,
+        runner_id: str | None = None,
+        context_id: str | None = None,
+        limit: int = 50,
     ) -> list[Record]:
         """Newest jobs first, filtered by status, runner and context."""
-        return self.store.list(status=status, runner_id=runner_id, context_id=context_id,
-                               limit=limit)
+        return self.store.find(
+            status=status, runner_id=runner_id, context_id=context_id, limit=limit
+        )
 
     # -- controlling ------------------------------------------------------------------
 
@@ -154,10 +167,18 @@ class Client:
         ``running`` for one whose worker is stopping it now.
         """
         now = datetime.now(UTC)
-        result = JobResult(job_id=job_id, status=JobStatus.CANCELLED,
-                           error="cancelled before it started", completed_at=now)
-        moved = self.store.transition(job_id, JobStatus.CANCELLED, [JobStatus.PENDING], {
-            "completed_at": now.isoformat(), "result": result.model_dump_json(), "cancel": "1"})
+        result = JobResult(
+            job_id=job_id,
+            status=JobStatus.CANCELLED,
+            error="cancelled before it started",
+            completed_at=now,
+        )
+        moved = self.store.transition(
+            job_id,
+            JobStatus.CANCELLED,
+            [JobStatus.PENDING],
+            {"completed_at": now.isoformat(), "result": result.model_dump_json(), "cancel": "1"},
+        )
         if moved.applied:
             return JobStatus.CANCELLED
         if moved.previous is JobStatus.RUNNING:

@@ -65,11 +65,29 @@ class EmbeddedRedis:
         data.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.socket.unlink(missing_ok=True)
         self.proc = subprocess.Popen(
-            [str(server_binary()), "--port", "0", "--unixsocket", str(self.socket),
-             "--unixsocketperm", "700", "--dir", str(data), "--appendonly", "yes",
-             "--appendfsync", "everysec", "--save", "", "--daemonize", "no",
-             "--logfile", str(self.home / "redis.log")],
-            start_new_session=True, stdin=subprocess.DEVNULL,
+            [
+                str(server_binary()),
+                "--port",
+                "0",
+                "--unixsocket",
+                str(self.socket),
+                "--unixsocketperm",
+                "700",
+                "--dir",
+                str(data),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--save",
+                "",
+                "--daemonize",
+                "no",
+                "--logfile",
+                str(self.home / "redis.log"),
+            ],
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
         )
         end = time.monotonic() + wait
         while not answers(self.socket):

@@ -162,7 +162,9 @@ class Job(BaseModel):
         except (TypeError, ValueError) as exc:
             raise ValueError(f"params must be JSON (no NaN, no objects): {exc}") from None
         if size > MAX_PARAMS_BYTES:
-            raise ValueError(f"params are {size} bytes of JSON, over the limit of {MAX_PARAMS_BYTES}")
+            raise ValueError(
+                f"params are {size} bytes of JSON, over the limit of {MAX_PARAMS_BYTES}"
+            )
         return value
 
     @field_validator("dependencies")

@@ -3,6 +3,7 @@ output cap; whatever happens, the whole group (grandchildren included) is gone a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -68,10 +69,8 @@ def kill_group(pgid: int) -> None:
         except ProcessLookupError:
             return
         time.sleep(0.05)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def _start_time(pid: int) -> str | None:
@@ -126,7 +125,8 @@ def run_process(
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
-    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout is not None
+    assert proc.stderr is not None
     marker = None
     if groups_dir is not None:
         groups_dir.mkdir(parents=True, exist_ok=True)

@@ -40,10 +40,14 @@ def check(entry: EntryPoint, obj: object) -> Runner:
     """Instantiate a plugin and check it keeps the contract; the error names the fix."""
     where = f"runner plugin {entry.name!r} ({entry.value})"
     if not (inspect.isclass(obj) and issubclass(obj, Runner)):
-        raise RunnerContractError(f"{where} is not a subclass of horus.runner.Runner; derive from it")
+        raise RunnerContractError(
+            f"{where} is not a subclass of horus.runner.Runner; derive from it"
+        )
     if inspect.isabstract(obj):
         missing = ", ".join(sorted(obj.__abstractmethods__))
-        raise RunnerContractError(f"{where} does not implement {missing}; add run(ctx) and validate(payload, params)")
+        raise RunnerContractError(
+            f"{where} does not implement {missing}; add run(ctx) and validate(payload, params)"
+        )
     name = getattr(obj, "name", None)
     if name != entry.name:
         raise RunnerContractError(
@@ -63,8 +67,10 @@ def installed() -> Registry:
         try:
             registry.runners[entry.name] = check(entry, entry.load())
         except Exception as exc:
-            reason = str(exc) if isinstance(exc, RunnerContractError) else (
-                f"runner plugin {entry.name!r} ({entry.value}) failed to import: {exc}"
+            reason = (
+                str(exc)
+                if isinstance(exc, RunnerContractError)
+                else (f"runner plugin {entry.name!r} ({entry.value}) failed to import: {exc}")
             )
             log.error("%s", reason)
             registry.broken[entry.name] = reason

@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, cast
 
 import redis
@@ -139,8 +139,11 @@ class Store:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.url = settings.store_url
-        self.redis: redis.Redis = redis.Redis.from_url(
-            self.url, decode_responses=True, socket_connect_timeout=3, socket_timeout=10,
+        self.redis: redis.Redis[str] = redis.Redis.from_url(
+            self.url,
+            decode_responses=True,
+            socket_connect_timeout=3,
+            socket_timeout=10,
             health_check_interval=30,
         )
         self._create = self.redis.register_script(_CREATE)
@@ -166,14 +169,21 @@ class Store:
 
     def create(self, job: Job) -> bool:
         """Record a new pending job with its indexes; False if the id is already taken."""
-        keys = [self.key(job.id), f"{PREFIX}index:all", f"{PREFIX}index:status:pending",
-                f"{PREFIX}index:runner:{job.runner_id}"]
+        keys = [
+            self.key(job.id),
+            f"{PREFIX}index:all",
+            f"{PREFIX}index:status:pending",
+            f"{PREFIX}index:runner:{job.runner_id}",
+        ]
         if job.context_id:
             keys.append(f"{PREFIX}index:context:{job.context_id}")
         fields = {
-            "job": job.model_dump_json(), "status": JobStatus.PENDING.value,
-            "runner_id": job.runner_id, "context_id": job.context_id or "",
-            "caller_id": job.caller_id or "", "created_at": repr(job.created_at.timestamp()),
+            "job": job.model_dump_json(),
+            "status": JobStatus.PENDING.value,
+            "runner_id": job.runner_id,
+            "context_id": job.context_id or "",
+            "caller_id": job.caller_id or "",
+            "created_at": repr(job.created_at.timestamp()),
             "attempt": "0",
         }
         argv: list[str] = [job.id, fields["created_at"], str(self.settings.retention_seconds)]
@@ -185,24 +195,37 @@ class Store:
     def discard(self, job_id: str) -> None:
         """Remove a pending record whose message could not be sent, with its index entries."""
         with self.reach():
-            data = cast(dict[str, str], self.redis.hgetall(self.key(job_id)))
+            data = self.redis.hgetall(self.key(job_id))
             if data.get("status") != JobStatus.PENDING.value:
                 return
             pipe = self.redis.pipeline(transaction=True)
             pipe.delete(self.key(job_id))
-            for index in ("all", "status:pending", f"runner:{data['runner_id']}",
-                          f"context:{data['context_id']}"):
+            for index in (
+                "all",
+                "status:pending",
+                f"runner:{data['runner_id']}",
+                f"context:{data['context_id']}",
+            ):
                 pipe.zrem(f"{PREFIX}index:{index}", job_id)
             pipe.execute()
 
     def transition(
-        self, job_id: str, to: JobStatus, allowed_from: Iterable[JobStatus],
+        self,
+        job_id: str,
+        to: JobStatus,
+        allowed_from: Iterable[JobStatus],
         fields: dict[str, str] | None = None,
     ) -> Transition:
         """Move a job to ``to`` if it is in one of ``allowed_from``; set ``fields`` with it."""
         froms = [s.value for s in allowed_from]
-        argv: list[str] = [PREFIX, job_id, to.value, str(self.settings.retention_seconds),
-                           str(len(froms)), *froms]
+        argv: list[str] = [
+            PREFIX,
+            job_id,
+            to.value,
+            str(self.settings.retention_seconds),
+            str(len(froms)),
+            *froms,
+        ]
         for name, value in (fields or {}).items():
             argv += [name, value]
         with self.reach():
@@ -214,7 +237,7 @@ class Store:
     def get(self, job_id: str) -> Record:
         """The record of one job, or :class:`JobNotFound`."""
         with self.reach():
-            data = cast(dict[str, str], self.redis.hgetall(self.key(job_id)))
+            data = self.redis.hgetall(self.key(job_id))
         if not data:
             raise JobNotFound(job_id)
         return Record.from_hash(data)
@@ -222,7 +245,7 @@ class Store:
     def status(self, job_id: str) -> JobStatus:
         """The status of one job, reading one field."""
         with self.reach():
-            value = cast(str | None, self.redis.hget(self.key(job_id), "status"))
+            value = self.redis.hget(self.key(job_id), "status")
         if value is None:
             raise JobNotFound(job_id)
         return JobStatus(value)
@@ -237,9 +260,13 @@ class Store:
         with self.reach():
             self.redis.hset(self.key(job_id), "cancel", "1")
 
-    def list(
-        self, *, status: JobStatus | None = None, runner_id: str | None = None,
-        context_id: str | None = None, limit: int = 50,
+    def find(
+        self,
+        *,
+        status: JobStatus | None = None,
+        runner_id: str | None = None,
+        context_id: str | None = None,
+        limit: int = 50,
     ) -> list[Record]:
         """Newest jobs first, filtered through the indexes; never scans the key space."""
         indexes = [f"{PREFIX}index:all"]
@@ -260,7 +287,7 @@ class Store:
             found: list[Record] = []
             start, page = 0, max(limit, 100)
             while len(found) < limit:
-                ids = cast(list[str], self.redis.zrevrange(driver, start, start + page - 1))
+                ids = self.redis.zrevrange(driver, start, start + page - 1)
                 if not ids:
                     break
                 start += page
@@ -272,9 +299,11 @@ class Store:
                         self.redis.zrem(driver, job_id)  # the record expired
                         start -= 1
                         continue
-                    if ((status and data["status"] != status.value)
-                            or (runner_id and data["runner_id"] != runner_id)
-                            or (context_id and data["context_id"] != context_id)):
+                    if (
+                        (status and data["status"] != status.value)
+                        or (runner_id and data["runner_id"] != runner_id)
+                        or (context_id and data["context_id"] != context_id)
+                    ):
                         continue
                     found.append(Record.from_hash(data))
                     if len(found) == limit:
@@ -286,8 +315,9 @@ class Store:
         now = time.time()
         with self.reach():
             pipe = self.redis.pipeline(transaction=False)
-            pipe.set(f"{PREFIX}worker:{worker}", json.dumps({"runners": runners, **info}),
-                     ex=WORKER_TTL)
+            pipe.set(
+                f"{PREFIX}worker:{worker}", json.dumps({"runners": runners, **info}), ex=WORKER_TTL
+            )
             pipe.zadd(f"{PREFIX}workers", {worker: now})
             pipe.zremrangebyscore(f"{PREFIX}workers", "-inf", now - WORKER_TTL)
             pipe.execute()
@@ -301,10 +331,8 @@ class Store:
     def live_workers(self) -> dict[str, dict[str, Any]]:
         """Workers seen in the last :data:`WORKER_TTL` seconds, with their runners."""
         with self.reach():
-            names = cast(list[str], self.redis.zrangebyscore(
-                f"{PREFIX}workers", time.time() - WORKER_TTL, "+inf"))
+            names = self.redis.zrangebyscore(f"{PREFIX}workers", time.time() - WORKER_TTL, "+inf")
             if not names:
                 return {}
-            values = cast(list[str | None], self.redis.mget(
-                [f"{PREFIX}worker:{n}" for n in names]))
+            values = self.redis.mget([f"{PREFIX}worker:{n}" for n in names])
         return {n: json.loads(v) for n, v in zip(names, values, strict=True) if v}

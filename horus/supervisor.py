@@ -8,6 +8,7 @@ Redis, and finally any job process group a dead worker left behind.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import signal
@@ -21,6 +22,7 @@ from pathlib import Path
 import click
 
 from horus import registry
+from horus.app import app
 from horus.config import Settings, redact
 from horus.embedded import EmbeddedRedis
 from horus.errors import ConfigError
@@ -30,6 +32,21 @@ from horus.process import kill_recorded_groups
 STOP_GRACE = 20.0
 #: restarts allowed to a child that keeps dying, within RESTART_WINDOW seconds
 MAX_RESTARTS, RESTART_WINDOW = 5, 60.0
+
+
+def check_flower_login(address: str) -> None:
+    """Refuse to expose Flower beyond localhost without a login."""
+    if not loopback(address) and not os.environ.get("FLOWER_BASIC_AUTH"):
+        raise ConfigError(
+            f"Flower would listen on {address} without a login: set "
+            "FLOWER_BASIC_AUTH=user:password, or keep the address 127.0.0.1"
+        )
+
+
+def run_flower(address: str, port: int) -> None:
+    """Run Flower in this process (``horus flower``)."""
+    check_flower_login(address)
+    app.start(["flower", f"--address={address}", f"--port={port}"])
 
 
 def loopback(address: str) -> bool:
@@ -56,16 +73,20 @@ class Child:
         """Start (or restart) the process, appending its output to its log file."""
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(self.argv, env=env, stdout=out, stderr=out,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.argv,
+                env=env,
+                stdout=out,
+                stderr=out,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
 
     def signal(self, sig: int) -> None:
         """Send ``sig`` to the child's whole process group."""
         if self.proc is not None and self.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                pass
 
     def stop(self, grace: float) -> None:
         """SIGTERM, then SIGKILL the group after ``grace`` seconds."""
@@ -83,27 +104,32 @@ class Child:
 class Platform:
     """Everything ``horus up`` runs."""
 
-    def __init__(self, settings: Settings, concurrency: int, flower_address: str,
-                 flower_port: int) -> None:
-        if not loopback(flower_address) and not os.environ.get("FLOWER_BASIC_AUTH"):
-            raise ConfigError(
-                f"Flower would listen on {flower_address} without a login: set "
-                "FLOWER_BASIC_AUTH=user:password, or keep --flower-address 127.0.0.1"
-            )
+    def __init__(
+        self, settings: Settings, concurrency: int, flower_address: str, flower_port: int
+    ) -> None:
+        check_flower_login(flower_address)
         self.settings = settings
         self.stopping = threading.Event()
-        self.redis = (EmbeddedRedis(settings.home, settings.embedded_socket)
-                      if settings.uses_embedded else None)
+        self.redis = (
+            EmbeddedRedis(settings.home, settings.embedded_socket)
+            if settings.uses_embedded
+            else None
+        )
         logs = settings.home / "logs"
         horus = [sys.executable, "-m", "horus"]
         self.workers = [
-            Child(f"worker:{name}", [*horus, "worker", "--runner", name,
-                                     "--concurrency", str(concurrency)], logs / f"worker-{name}.log")
+            Child(
+                f"worker:{name}",
+                [*horus, "worker", "--runner", name, "--concurrency", str(concurrency)],
+                logs / f"worker-{name}.log",
+            )
             for name in sorted(registry.installed().runners)
         ]
-        self.flower = Child("flower", [sys.executable, "-m", "celery", "-A", "horus.app", "flower",
-                                       f"--address={flower_address}", f"--port={flower_port}"],
-                            logs / "flower.log")
+        self.flower = Child(
+            "flower",
+            [*horus, "flower", f"--address={flower_address}", f"--port={flower_port}"],
+            logs / "flower.log",
+        )
         self.flower_url = f"http://{flower_address}:{flower_port}"
 
     @property
@@ -128,8 +154,11 @@ class Platform:
             self.stop()
 
     def _banner(self) -> None:
-        where = ("embedded Redis at " + str(self.settings.embedded_socket)
-                 if self.redis is not None else redact(self.settings.broker_url))
+        where = (
+            "embedded Redis at " + str(self.settings.embedded_socket)
+            if self.redis is not None
+            else redact(self.settings.broker_url)
+        )
         runners = ", ".join(w.name.split(":", 1)[1] for w in self.workers) or "none"
         click.echo(f"Horus is up: broker {where}")
         click.echo(f"  workers for runners: {runners}")
@@ -147,7 +176,9 @@ class Platform:
                 click.echo(f"horus: {child.name} keeps exiting; see {child.log}", err=True)
                 self.stopping.set()
                 return
-            click.echo(f"horus: {child.name} exited ({child.proc.returncode}); restarting", err=True)
+            click.echo(
+                f"horus: {child.name} exited ({child.proc.returncode}); restarting", err=True
+            )
             child.start(env)
 
     def stop(self) -> None:

@@ -47,11 +47,16 @@ def _refuse(job_id: str, reason: str) -> NoReturn:
     """Record a job the worker will not run as failed, with the reason, and stop."""
     log.warning("refused job %s: %s", job_id, reason)
     now = _now()
-    result = JobResult(job_id=job_id, status=JobStatus.FAILED, error=reason,
-                       started_at=now, completed_at=now)
+    result = JobResult(
+        job_id=job_id, status=JobStatus.FAILED, error=reason, started_at=now, completed_at=now
+    )
     try:
-        store().transition(job_id, JobStatus.FAILED, [JobStatus.PENDING], {
-            "completed_at": now.isoformat(), "result": result.model_dump_json()})
+        store().transition(
+            job_id,
+            JobStatus.FAILED,
+            [JobStatus.PENDING],
+            {"completed_at": now.isoformat(), "result": result.model_dump_json()},
+        )
     except HorusError as exc:  # no record: the message did not come through a client
         log.warning("no record for refused job %s: %s", job_id, exc)
     raise JobFailed(result.model_dump(mode="json"))
@@ -70,8 +75,11 @@ def _admit(task: Task[Any, Any], message: Any) -> Job:
         _refuse(job_id, f"the message's task id {job_id} is not the job's id {job.id}")
     runner = registry.installed().runners.get(job.runner_id)
     if runner is None:
-        _refuse(job.id, f"this worker has no runner {job.runner_id!r}; start a worker with "
-                        f"`horus worker --runner {job.runner_id}`")
+        _refuse(
+            job.id,
+            f"this worker has no runner {job.runner_id!r}; start a worker with "
+            f"`horus worker --runner {job.runner_id}`",
+        )
     else:
         try:
             runner.validate(job.payload, job.params)
@@ -86,8 +94,12 @@ def execute(self: Task[Any, Any], message: Any) -> dict[str, Any]:
     job = _admit(self, message)
     worker = str(self.request.hostname or "worker")
     started = _now()
-    moved = store().transition(job.id, JobStatus.RUNNING, [JobStatus.PENDING], {
-        "worker": worker, "started_at": started.isoformat(), "attempt": "1"})
+    moved = store().transition(
+        job.id,
+        JobStatus.RUNNING,
+        [JobStatus.PENDING],
+        {"worker": worker, "started_at": started.isoformat(), "attempt": "1"},
+    )
     if not moved.applied:
         # Cancelled before it started, or already handled: never run it.
         log.info("job %s is %s; not running it", job.id, moved.previous)
@@ -96,24 +108,42 @@ def execute(self: Task[Any, Any], message: Any) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix=f"horus-{job.id[:12]}-"))
     clock = time.monotonic()
     try:
-        outcome = runner.run(RunContext(
-            job=job, workdir=workdir, deadline=clock + job.timeout,
-            cancelled=lambda: store().cancel_requested(job.id),
-            groups_dir=store().settings.home / "run" / "groups"))
+        outcome = runner.run(
+            RunContext(
+                job=job,
+                workdir=workdir,
+                deadline=clock + job.timeout,
+                cancelled=lambda: store().cancel_requested(job.id),
+                groups_dir=store().settings.home / "run" / "groups",
+            )
+        )
     except Exception:
-        outcome = Outcome(status=JobStatus.FAILED,
-                          error=f"runner {job.runner_id!r} crashed:\n{traceback.format_exc()}")
+        outcome = Outcome(
+            status=JobStatus.FAILED,
+            error=f"runner {job.runner_id!r} crashed:\n{traceback.format_exc()}",
+        )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     finished = _now()
     result = JobResult(
-        job_id=job.id, status=outcome.status, output=outcome.output, error=outcome.error,
-        exit_code=outcome.exit_code, started_at=started, completed_at=finished,
-        worker=worker, attempt=1, duration=round(time.monotonic() - clock, 6),
+        job_id=job.id,
+        status=outcome.status,
+        output=outcome.output,
+        error=outcome.error,
+        exit_code=outcome.exit_code,
+        started_at=started,
+        completed_at=finished,
+        worker=worker,
+        attempt=1,
+        duration=round(time.monotonic() - clock, 6),
         output_truncated=outcome.output_truncated,
     )
-    store().transition(job.id, outcome.status, [JobStatus.RUNNING], {
-        "completed_at": finished.isoformat(), "result": result.model_dump_json()})
+    store().transition(
+        job.id,
+        outcome.status,
+        [JobStatus.RUNNING],
+        {"completed_at": finished.isoformat(), "result": result.model_dump_json()},
+    )
     data = result.model_dump(mode="json")
     if outcome.status is not JobStatus.COMPLETED:
         raise JobFailed(data)

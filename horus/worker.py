@@ -60,8 +60,19 @@ def run_worker(runners: list[str], concurrency: int, loglevel: str = "INFO") -> 
     _served[:] = names
     queues = ",".join(queue_for(n) for n in names)
     node = f"horus-{'-'.join(names)}-{os.getpid()}@%h"
-    app.worker_main([
-        "worker", "--queues", queues, "--concurrency", str(concurrency),
-        "--hostname", node, "--task-events", "--loglevel", loglevel, "--without-mingle",
-        "--without-gossip",
-    ])
+    app.worker_main(
+        [
+            "worker",
+            "--queues",
+            queues,
+            "--concurrency",
+            str(concurrency),
+            "--hostname",
+            node,
+            "--task-events",
+            "--loglevel",
+            loglevel,
+            "--without-mingle",
+            "--without-gossip",
+        ]
+    )

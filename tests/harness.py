@@ -5,6 +5,7 @@ Every process started here runs in its own process group and is ended by its gro
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -25,7 +26,7 @@ def horus_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "horus", *args]
 
 
-def end_group(proc: subprocess.Popen[bytes], grace: float = 15.0) -> None:
+def end_group(proc: subprocess.Popen[bytes] | subprocess.Popen[str], grace: float = 15.0) -> None:
     """SIGTERM a process group, SIGKILL it after ``grace`` seconds, and reap the leader."""
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
         try:
@@ -37,17 +38,16 @@ def end_group(proc: subprocess.Popen[bytes], grace: float = 15.0) -> None:
             break
         except subprocess.TimeoutExpired:
             continue
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)  # leftovers of the group
-    except ProcessLookupError:
-        pass
 
 
 class WorkerProcess:
     """A real `horus worker` process serving some runners."""
 
-    def __init__(self, runners: list[str], concurrency: int = 1,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, runners: list[str], concurrency: int = 1, env: dict[str, str] | None = None
+    ) -> None:
         self.runners = runners
         self.concurrency = concurrency
         self.env = {**os.environ, **(env or {})}
@@ -62,8 +62,14 @@ class WorkerProcess:
             argv += ["--runner", runner]
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(argv, env=self.env, cwd=REPO, stdout=out,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                argv,
+                env=self.env,
+                cwd=REPO,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         store = Store(config.load())
         end = time.monotonic() + timeout
         while time.monotonic() < end:

@@ -16,7 +16,10 @@ from horus.job import JobResult, JobStatus, parse_job
 
 #: exit code of ``horus enqueue --wait`` for each terminal status
 EXIT_CODES = {
-    JobStatus.COMPLETED: 0, JobStatus.FAILED: 1, JobStatus.TIMEOUT: 3, JobStatus.CANCELLED: 4,
+    JobStatus.COMPLETED: 0,
+    JobStatus.FAILED: 1,
+    JobStatus.TIMEOUT: 3,
+    JobStatus.CANCELLED: 4,
 }
 
 
@@ -29,8 +32,9 @@ def read_payload(payload: str) -> str:
         try:
             return path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise InvalidJob(f"cannot read payload file {path}: {exc}; give a readable "
-                             "UTF-8 file") from None
+            raise InvalidJob(
+                f"cannot read payload file {path}: {exc}; give a readable UTF-8 file"
+            ) from None
     return payload
 
 
@@ -43,7 +47,9 @@ def parse_pairs(pairs: tuple[str, ...], option: str, allow_json: bool) -> dict[s
             try:
                 out[key] = json.loads(raw)
             except json.JSONDecodeError as exc:
-                raise InvalidJob(f"{option} {pair!r}: the value after := is not JSON ({exc})") from None
+                raise InvalidJob(
+                    f"{option} {pair!r}: the value after := is not JSON ({exc})"
+                ) from None
         elif "=" in pair:
             key, _, value = pair.partition("=")
             out[key] = value
@@ -57,12 +63,16 @@ def print_result(result: JobResult, as_json: bool) -> None:
     if as_json:
         click.echo(result.model_dump_json(indent=2))
         return
-    rows = [("job", result.job_id), ("status", result.status.value),
-            ("exit code", result.exit_code), ("worker", result.worker),
-            ("attempt", result.attempt),
-            ("started", result.started_at and result.started_at.isoformat()),
-            ("completed", result.completed_at and result.completed_at.isoformat()),
-            ("duration", None if result.duration is None else f"{result.duration:.3f}s")]
+    rows = [
+        ("job", result.job_id),
+        ("status", result.status.value),
+        ("exit code", result.exit_code),
+        ("worker", result.worker),
+        ("attempt", result.attempt),
+        ("started", result.started_at and result.started_at.isoformat()),
+        ("completed", result.completed_at and result.completed_at.isoformat()),
+        ("duration", None if result.duration is None else f"{result.duration:.3f}s"),
+    ]
     for name, value in rows:
         click.echo(f"{name + ':':<11} {'-' if value is None else value}")
     click.echo("output:")
@@ -77,27 +87,46 @@ def print_result(result: JobResult, as_json: bool) -> None:
 @click.argument("payload")
 @click.option("--timeout", "-t", type=int, help="Seconds before the job is killed (default 60).")
 @click.option("--env", "-e", "env", multiple=True, metavar="K=V", help="Environment variable.")
-@click.option("--param", "-p", "params", multiple=True, metavar="K=V|K:=JSON",
-              help="Runner parameter (string, or JSON after :=).")
+@click.option(
+    "--param",
+    "-p",
+    "params",
+    multiple=True,
+    metavar="K=V|K:=JSON",
+    help="Runner parameter (string, or JSON after :=).",
+)
 @click.option("--context", help="Context (circle) the job runs in.")
 @click.option("--caller", help="Who asks for the job.")
 @click.option("--tag", "tags", multiple=True, help="Free-form tag (repeatable).")
 @click.option("--max-attempts", type=int, help="How many times the job may be attempted.")
 @click.option("--wait", "-w", is_flag=True, help="Wait, print the output, exit by status.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def enqueue(runner: str, payload: str, timeout: int | None, env: tuple[str, ...],
-            params: tuple[str, ...], context: str | None, caller: str | None,
-            tags: tuple[str, ...], max_attempts: int | None, wait: bool, as_json: bool) -> None:
+def enqueue(
+    runner: str,
+    payload: str,
+    timeout: int | None,
+    env: tuple[str, ...],
+    params: tuple[str, ...],
+    context: str | None,
+    caller: str | None,
+    tags: tuple[str, ...],
+    max_attempts: int | None,
+    wait: bool,
+    as_json: bool,
+) -> None:
     """Submit PAYLOAD to RUNNER and print the job id.
 
     PAYLOAD '-' reads stdin, '@path' reads a file. With --wait, print the job's output and
     exit 0 if it completed, 1 if it failed, 3 if it timed out, 4 if it was cancelled.
     """
     fields: dict[str, Any] = {
-        "runner_id": runner, "payload": read_payload(payload),
+        "runner_id": runner,
+        "payload": read_payload(payload),
         "env_vars": parse_pairs(env, "--env", allow_json=False),
         "params": parse_pairs(params, "--param", allow_json=True),
-        "context_id": context, "caller_id": caller, "tags": list(tags),
+        "context_id": context,
+        "caller_id": caller,
+        "tags": list(tags),
     }
     if timeout is not None:
         fields["timeout"] = timeout
@@ -138,8 +167,10 @@ def result(job_id: str, as_json: bool) -> None:
     """Print a finished job's result: status, exit code, output, error and metadata."""
     record = Client().get_job(job_id)
     if record.result is None:
-        raise JobStateError(f"job {job_id} is {record.status}; it has no result yet "
-                            f"(wait with `horus enqueue --wait` or poll `horus status`)")
+        raise JobStateError(
+            f"job {job_id} is {record.status}; it has no result yet "
+            f"(wait with `horus enqueue --wait` or poll `horus status`)"
+        )
     print_result(record.result, as_json)
 
 
@@ -148,7 +179,9 @@ def result(job_id: str, as_json: bool) -> None:
 def cancel(job_id: str) -> None:
     """Cancel a job: a pending job never starts, a running job is stopped."""
     now = Client().cancel_job(job_id)
-    click.echo("cancelled" if now is JobStatus.CANCELLED else "cancelling: its worker is stopping it")
+    click.echo(
+        "cancelled" if now is JobStatus.CANCELLED else "cancelling: its worker is stopping it"
+    )
 
 
 @cli.command("list")
@@ -157,15 +190,22 @@ def cancel(job_id: str) -> None:
 @click.option("--context", "-x", help="Only jobs in this context.")
 @click.option("--limit", "-n", default=50, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def list_jobs(status: str | None, runner: str | None, context: str | None, limit: int,
-              as_json: bool) -> None:
+def list_jobs(
+    status: str | None, runner: str | None, context: str | None, limit: int, as_json: bool
+) -> None:
     """List jobs, newest first."""
-    records = Client().list_jobs(status=JobStatus(status) if status else None,
-                                 runner_id=runner, context_id=context, limit=limit)
+    records = Client().list_jobs(
+        status=JobStatus(status) if status else None,
+        runner_id=runner,
+        context_id=context,
+        limit=limit,
+    )
     if as_json:
         click.echo(json.dumps([r.summary() for r in records], indent=2))
         return
     click.echo(f"{'ID':<34} {'STATUS':<10} {'RUNNER':<12} {'CONTEXT':<16} CREATED")
     for r in records:
-        click.echo(f"{r.job.id:<34} {r.status.value:<10} {r.job.runner_id:<12} "
-                   f"{(r.job.context_id or '-'):<16} {r.job.created_at:%Y-%m-%d %H:%M:%S}")
+        click.echo(
+            f"{r.job.id:<34} {r.status.value:<10} {r.job.runner_id:<12} "
+            f"{(r.job.context_id or '-'):<16} {r.job.created_at:%Y-%m-%d %H:%M:%S}"
+        )

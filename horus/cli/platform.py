@@ -1,4 +1,4 @@
-"""Commands that run the platform: up, worker, runners, schema."""
+"""Commands that run the platform: up, flower, worker, runners, schema."""
 
 from __future__ import annotations
 
@@ -10,15 +10,24 @@ from horus import config
 from horus.cli import cli
 from horus.client import Client
 from horus.job import Job, JobResult
-from horus.supervisor import Platform
+from horus.supervisor import Platform, run_flower
 from horus.worker import run_worker
 
 
 @cli.command()
-@click.option("--concurrency", "-c", default=2, show_default=True,
-              help="Jobs each runner's worker runs at once.")
-@click.option("--flower-address", default="127.0.0.1", show_default=True,
-              help="Address Flower listens on; beyond localhost it needs FLOWER_BASIC_AUTH.")
+@click.option(
+    "--concurrency",
+    "-c",
+    default=2,
+    show_default=True,
+    help="Jobs each runner's worker runs at once.",
+)
+@click.option(
+    "--flower-address",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address Flower listens on; beyond localhost it needs FLOWER_BASIC_AUTH.",
+)
 @click.option("--flower-port", default=5555, show_default=True)
 def up(concurrency: int, flower_address: str, flower_port: int) -> None:
     """Start the platform in the foreground: Redis (embedded unless HORUS_BROKER_URL is
@@ -27,10 +36,29 @@ def up(concurrency: int, flower_address: str, flower_port: int) -> None:
 
 
 @cli.command()
-@click.option("--runner", "-r", "runners", multiple=True,
-              help="Runner to serve (repeatable); default: every installed runner.")
-@click.option("--concurrency", "-c", default=2, show_default=True,
-              help="Jobs this worker runs at once.")
+@click.option(
+    "--address",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; beyond localhost it needs FLOWER_BASIC_AUTH.",
+)
+@click.option("--port", default=5555, show_default=True)
+def flower(address: str, port: int) -> None:
+    """Run Flower, the web monitor, on the Horus broker."""
+    run_flower(address, port)
+
+
+@cli.command()
+@click.option(
+    "--runner",
+    "-r",
+    "runners",
+    multiple=True,
+    help="Runner to serve (repeatable); default: every installed runner.",
+)
+@click.option(
+    "--concurrency", "-c", default=2, show_default=True, help="Jobs this worker runs at once."
+)
 @click.option("--loglevel", "-l", default="INFO", show_default=True)
 def worker(runners: tuple[str, ...], concurrency: int, loglevel: str) -> None:
     """Run a worker consuming the queues horus.<runner> of the given runners."""

@@ -23,7 +23,9 @@ class PythonRunner(Runner):
     """Calls ``package.module:function(**params)`` and returns its JSON result."""
 
     name = "python"
-    description = "calls package.module:function(**params), sync or async; output is its JSON return"
+    description = (
+        "calls package.module:function(**params), sync or async; output is its JSON return"
+    )
 
     def validate(self, payload: str, params: dict[str, Any]) -> None:
         """The payload must look like ``package.module:function``."""

@@ -53,8 +53,10 @@ def main() -> int:
         text = json.dumps(result, allow_nan=False)
     except TypeError as exc:
         if "JSON serializable" in str(exc):
-            print(f"the return value is not JSON: {exc}; return dicts, lists, str, numbers",
-                  file=sys.stderr)
+            print(
+                f"the return value is not JSON: {exc}; return dicts, lists, str, numbers",
+                file=sys.stderr,
+            )
         else:
             _print_user_traceback(exc)
         return 1

@@ -46,8 +46,9 @@ def test_cancelling_a_running_job_kills_its_processes_and_records_cancelled(
     assert wait_until(lambda: not pid_alive(int(pidfile.read_text())), timeout=3)
 
 
-def test_cancelling_a_finished_job_is_refused(client: Client,
-                                               workers: dict[str, WorkerProcess]) -> None:
+def test_cancelling_a_finished_job_is_refused(
+    client: Client, workers: dict[str, WorkerProcess]
+) -> None:
     result = client.run_job_and_await_result(Job.new("shell", "true"), timeout=30)
     with pytest.raises(JobStateError, match="already ended completed"):
         client.cancel_job(result.job_id)
@@ -65,11 +66,17 @@ def test_list_finds_jobs_by_status_runner_and_context(
 ) -> None:
     context = f"ctx-{uuid.uuid4().hex[:8]}"
     ok = client.run_job_and_await_result(
-        Job.model_validate({"runner_id": "shell", "payload": "true", "context_id": context}), 30)
+        Job.model_validate({"runner_id": "shell", "payload": "true", "context_id": context}), 30
+    )
     bad = client.run_job_and_await_result(
-        Job.model_validate({"runner_id": "shell", "payload": "false", "context_id": context}), 30)
-    py = client.run_job_and_await_result(Job.model_validate(
-        {"runner_id": "python", "payload": "tests.fixtures:run", "context_id": context}), 30)
+        Job.model_validate({"runner_id": "shell", "payload": "false", "context_id": context}), 30
+    )
+    py = client.run_job_and_await_result(
+        Job.model_validate(
+            {"runner_id": "python", "payload": "tests.fixtures:run", "context_id": context}
+        ),
+        30,
+    )
     in_context = [r.job.id for r in client.list_jobs(context_id=context)]
     assert in_context == [py.job_id, bad.job_id, ok.job_id]  # newest first
     failed = client.list_jobs(status=JobStatus.FAILED, context_id=context)
@@ -84,8 +91,9 @@ def test_a_task_sent_without_the_client_is_refused_and_never_runs(
 ) -> None:
     canary = tmp_path / "ran"
     job = Job.new("shell", f"touch {canary}")
-    app.send_task(TASK_NAME, args=[job.model_dump(mode="json")], task_id=job.id,
-                  queue=queue_for("shell"))
+    app.send_task(
+        TASK_NAME, args=[job.model_dump(mode="json")], task_id=job.id, queue=queue_for("shell")
+    )
     after = client.run_job_and_await_result(Job.new("shell", "echo still-serving"), 30)
     assert after.output == "still-serving\n"
     assert not canary.exists()
@@ -100,14 +108,22 @@ def test_pickled_and_garbage_messages_are_refused_and_the_worker_keeps_serving(
     with Connection(app.conf.broker_url) as conn:
         producer = conn.Producer()
         queue = queue_for("shell")
-        producer.publish(pickle.dumps(((job.model_dump(mode="json"),), {}, {})),
-                         routing_key=queue, content_type="application/x-python-serialize",
-                         content_encoding="binary",
-                         headers={"task": TASK_NAME, "id": job_id, "lang": "py"})
-        producer.publish(b"\xff\x00garbage", routing_key=queue,
-                         content_type="application/json", content_encoding="utf-8")
+        producer.publish(
+            pickle.dumps(((job.model_dump(mode="json"),), {}, {})),
+            routing_key=queue,
+            content_type="application/x-python-serialize",
+            content_encoding="binary",
+            headers={"task": TASK_NAME, "id": job_id, "lang": "py"},
+        )
+        producer.publish(
+            b"\xff\x00garbage",
+            routing_key=queue,
+            content_type="application/json",
+            content_encoding="utf-8",
+        )
     after = client.run_job_and_await_result(Job.new("shell", "echo still-serving"), 30)
     assert after.output == "still-serving\n"
     assert not canary.exists()
     assert client.get_job_status(job_id) is JobStatus.PENDING
-    assert workers["shell"].proc is not None and pid_alive(workers["shell"].proc.pid)
+    assert workers["shell"].proc is not None
+    assert pid_alive(workers["shell"].proc.pid)

@@ -26,7 +26,8 @@ def test_shell_job_sees_its_env_vars_but_never_the_workers_environment(
     client: Client, workers: dict[str, WorkerProcess]
 ) -> None:
     result = client.run_job_and_await_result(
-        shell(client, "env", env_vars={"GREETING": "hi there"}), timeout=30)
+        shell(client, "env", env_vars={"GREETING": "hi there"}), timeout=30
+    )
     assert "GREETING=hi there" in result.output
     assert WORKER_SECRET not in result.output
     assert "HORUS_JOB_ID=" + result.job_id in result.output
@@ -67,8 +68,13 @@ def test_shell_output_is_capped_and_the_truncation_is_marked(
 def test_python_job_calls_the_function_with_params_and_returns_its_json(
     client: Client, workers: dict[str, WorkerProcess]
 ) -> None:
-    job = Job.builder().runner_id("python").payload("tests.fixtures:add") \
-        .params({"a": 40, "b": 2}).build()
+    job = (
+        Job.builder()
+        .runner_id("python")
+        .payload("tests.fixtures:add")
+        .params({"a": 40, "b": 2})
+        .build()
+    )
     result = client.run_job_and_await_result(job, timeout=30)
     assert result.status is JobStatus.COMPLETED, result.error
     assert result.json_output() == {"sum": 42}
@@ -85,8 +91,9 @@ def test_python_job_may_be_an_async_function_returning_a_dict(
 def test_python_job_that_raises_is_failed_with_the_traceback(
     client: Client, workers: dict[str, WorkerProcess]
 ) -> None:
-    job = Job.model_validate({"runner_id": "python", "payload": "tests.fixtures:explode",
-                              "params": {"message": "kaput"}})
+    job = Job.model_validate(
+        {"runner_id": "python", "payload": "tests.fixtures:explode", "params": {"message": "kaput"}}
+    )
     result = client.run_job_and_await_result(job, timeout=30)
     assert result.status is JobStatus.FAILED
     assert "Traceback" in (result.error or "")
@@ -97,8 +104,9 @@ def test_python_job_that_raises_is_failed_with_the_traceback(
 def test_python_job_returning_something_not_json_is_failed_with_a_clear_reason(
     client: Client, workers: dict[str, WorkerProcess]
 ) -> None:
-    result = client.run_job_and_await_result(Job.new("python", "tests.fixtures:not_json"),
-                                             timeout=30)
+    result = client.run_job_and_await_result(
+        Job.new("python", "tests.fixtures:not_json"), timeout=30
+    )
     assert result.status is JobStatus.FAILED
     assert "not JSON" in (result.error or "")
 
@@ -106,11 +114,17 @@ def test_python_job_returning_something_not_json_is_failed_with_a_clear_reason(
 def test_python_job_does_not_inherit_the_workers_environment(
     client: Client, workers: dict[str, WorkerProcess]
 ) -> None:
-    job = Job.model_validate({"runner_id": "python", "payload": "tests.fixtures:environment",
-                              "env_vars": {"ONLY_THIS": "1"}})
+    job = Job.model_validate(
+        {
+            "runner_id": "python",
+            "payload": "tests.fixtures:environment",
+            "env_vars": {"ONLY_THIS": "1"},
+        }
+    )
     env = client.run_job_and_await_result(job, timeout=30).json_output()
     assert env["ONLY_THIS"] == "1"
-    assert "HORUS_HOME" not in env and "WORKER_SECRET" not in env
+    assert "HORUS_HOME" not in env
+    assert "WORKER_SECRET" not in env
 
 
 def test_unknown_runner_is_refused_at_enqueue_naming_the_installed_runners(
@@ -141,8 +155,8 @@ def test_third_party_runner_registered_by_entry_point_is_served_by_a_worker(
     assert "echo" in client.runners()
     assert echo_worker.proc is not None
     assert echo_worker.proc.pid in [
-        info["pid"] for info in client.store.live_workers().values()
-        if "echo" in info["runners"]]
+        info["pid"] for info in client.store.live_workers().values() if "echo" in info["runners"]
+    ]
     result = client.run_job_and_await_result(Job.new("echo", "suroh"), timeout=30)
     assert result.status is JobStatus.COMPLETED
     assert result.output == "horus"

@@ -16,8 +16,13 @@ pytestmark = pytest.mark.integration
 
 
 def test_submit_and_execute_echo_hello_prints_hello(workers: dict[str, WorkerProcess]) -> None:
-    done = subprocess.run(horus_cmd("enqueue", "shell", "echo hello", "--wait"), cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        horus_cmd("enqueue", "shell", "echo hello", "--wait"),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "hello\n"
 
@@ -36,7 +41,8 @@ def test_jobs_wait_in_the_queue_while_every_worker_is_busy_then_run(
     assert result.output == "second\n"
     first_result = client.get_job_result(first)
     assert first_result is not None
-    assert first_result.completed_at is not None and result.started_at is not None
+    assert first_result.completed_at is not None
+    assert result.started_at is not None
     assert result.started_at >= first_result.completed_at
 
 
@@ -48,7 +54,8 @@ def test_status_reads_pending_then_running_then_completed(
     client.start_job(job_id)
     assert wait_until(lambda: client.get_job_status(job_id) is JobStatus.RUNNING)
     record = client.get_job(job_id)
-    assert record.worker and record.worker.startswith("horus-shell")
+    assert record.worker
+    assert record.worker.startswith("horus-shell")
     assert record.started_at is not None
     assert client.wait(job_id, timeout=30).status is JobStatus.COMPLETED
     assert client.get_job_status(job_id) is JobStatus.COMPLETED
@@ -65,25 +72,39 @@ def test_result_holds_output_exit_code_and_execution_metadata(
     assert result.output == "out\n"
     assert result.error == "warn\n"
     assert result.exit_code == 0
-    assert result.started_at is not None and result.completed_at is not None
+    assert result.started_at is not None
+    assert result.completed_at is not None
     assert result.completed_at >= result.started_at
-    assert result.worker and result.worker.startswith("horus-shell")
-    assert result.duration is not None and result.duration >= 0
+    assert result.worker
+    assert result.worker.startswith("horus-shell")
+    assert result.duration is not None
+    assert result.duration >= 0
     assert client.get_job_output(result.job_id) == "out\n"
 
 
 def test_failing_command_is_recorded_failed_with_its_error_output_and_exit_code(
-    workers: dict[str, WorkerProcess]
+    workers: dict[str, WorkerProcess],
 ) -> None:
-    run = subprocess.run(horus_cmd("enqueue", "shell", "echo oops >&2; exit 3", "--wait"),
-                         cwd=REPO, capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        horus_cmd("enqueue", "shell", "echo oops >&2; exit 3", "--wait"),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 1
     assert "oops" in run.stderr
-    listed = subprocess.run(horus_cmd("list", "--status", "failed", "--limit", "1", "--json"),
-                            cwd=REPO, capture_output=True, text=True, timeout=60)
+    listed = subprocess.run(
+        horus_cmd("list", "--status", "failed", "--limit", "1", "--json"),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     job_id = json.loads(listed.stdout)[0]["id"]
-    shown = subprocess.run(horus_cmd("result", job_id, "--json"), cwd=REPO,
-                           capture_output=True, text=True, timeout=60)
+    shown = subprocess.run(
+        horus_cmd("result", job_id, "--json"), cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     result = json.loads(shown.stdout)
     assert result["status"] == "failed"
     assert result["exit_code"] == 3

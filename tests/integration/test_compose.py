@@ -1,0 +1,65 @@
+"""compose.yaml validates and runs the same `horus` commands a user runs by hand."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from typing import Any
+
+import pytest
+import yaml
+
+from horus import registry
+from tests.harness import REPO
+
+
+def compose_command() -> list[str] | None:
+    """`docker compose` where the plugin exists, else `docker-compose`, else None."""
+    if shutil.which("docker"):
+        probe = subprocess.run(["docker", "compose", "version"], capture_output=True)
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    return None
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    command = compose_command()
+    if command is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI needs docker compose or docker-compose (.ci/run installs it)")
+        pytest.skip("neither docker compose nor docker-compose is installed")
+    env = {k: v for k, v in os.environ.items() if k != "FLOWER_BASIC_AUTH"}
+    done = subprocess.run(
+        [*command, "-f", "compose.yaml", "config"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return dict(yaml.safe_load(done.stdout))
+
+
+def test_compose_has_a_worker_service_per_first_party_runner(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for runner in registry.installed().runners:
+        command = services[f"worker-{runner}"]["command"]
+        assert command[:4] == ["horus", "worker", "--runner", runner]
+        assert services[f"worker-{runner}"]["environment"]["HORUS_BROKER_URL"].startswith(
+            "redis://"
+        )
+
+
+def test_compose_redis_persists_and_flower_runs_the_horus_command(
+    compose: dict[str, Any],
+) -> None:
+    redis = compose["services"]["redis"]
+    assert "--appendonly" in redis["command"]
+    assert redis["command"][redis["command"].index("--appendonly") + 1] == "yes"
+    assert redis["volumes"]
+    assert compose["services"]["flower"]["command"][:2] == ["horus", "flower"]

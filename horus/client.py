@@ -16,6 +16,7 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 
 from horus import config, registry
+from horus.app import app as default_app
 from horus.config import Settings, redact
 from horus.errors import BrokerUnavailable, InvalidJob, JobStateError, UnknownRunner
 from horus.job import Job, JobResult, JobStatus, parse_job
@@ -32,11 +33,7 @@ class Client:
     def __init__(self, settings: Settings | None = None, app: Celery | None = None) -> None:
         self.settings = settings or config.load()
         self.store = Store(self.settings)
-        if app is None:
-            from horus.app import app as default_app
-
-            app = default_app
-        self.app = app
+        self.app = app or default_app
 
     # -- submitting -------------------------------------------------------------------
 
@@ -148,14 +145,17 @@ class Client:
 
     def list_jobs(
         self,
-        status: JobStatus | None = None,
+        status: JobStatus | str | None = None,
         runner_id: str | None = None,
         context_id: str | None = None,
         limit: int = 50,
     ) -> list[Record]:
         """Newest jobs first, filtered by status, runner and context."""
         return self.store.find(
-            status=status, runner_id=runner_id, context_id=context_id, limit=limit
+            status=JobStatus(status) if status else None,
+            runner_id=runner_id,
+            context_id=context_id,
+            limit=limit,
         )
 
     # -- controlling ------------------------------------------------------------------

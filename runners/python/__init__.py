@@ -11,11 +11,14 @@ from __future__ import annotations
 import json
 import re
 import sys
+from pathlib import Path
 from typing import Any
 
 from horus.process import Outcome
 from horus.runner import RunContext, Runner
 
+#: the child's script, run by path so that it imports nothing but the standard library
+CHILD = Path(__file__).with_name("child.py")
 TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
@@ -42,7 +45,7 @@ class PythonRunner(Runner):
             "sys_path": [p for p in sys.path if p],
         }
         outcome = ctx.run_process(
-            [sys.executable, "-I", "-m", "horus_runners.python.child"],
+            [sys.executable, "-I", str(CHILD)],
             stdin=json.dumps(request).encode(),
         )
         return outcome

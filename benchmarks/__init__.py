@@ -1,0 +1,1 @@
+"""Benchmarks run as ratios against raw Celery on the same machine."""

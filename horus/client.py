@@ -53,7 +53,7 @@ class Client:
             return job  # served by a live worker elsewhere, which validates it
         try:
             runner.validate(job.payload, job.params)
-        except ValueError as exc:
+        except Exception as exc:  # a plugin's bug must not become a traceback
             raise InvalidJob(f"invalid job for runner {job.runner_id!r}: {exc}") from None
         return job
 

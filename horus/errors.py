@@ -23,10 +23,21 @@ from typing import Any
 
 
 class HorusError(Exception):
-    """Root of every error Horus raises."""
+    """Root of every error Horus raises.
+
+    ``args`` hold the raw, JSON-safe values the error was made from, so ``cls(*exc.args)``
+    rebuilds it; ``message`` is the one line a person reads.
+    """
 
     #: exit code the CLI uses when this error reaches it
     exit_code = 1
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.message = str(args[0]) if args else ""
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class ConfigError(HorusError):
@@ -41,8 +52,9 @@ class BrokerUnavailable(HorusError):
     exit_code = 5
 
     def __init__(self, url: str, reason: str = "") -> None:
+        super().__init__(url, reason)
         detail = f" ({reason})" if reason else ""
-        super().__init__(
+        self.message = (
             f"cannot reach the broker at {url}{detail}: start the platform with `horus up`, "
             "or point HORUS_BROKER_URL / HORUS_RESULT_BACKEND at a running Redis or RabbitMQ"
         )
@@ -59,8 +71,9 @@ class UnknownRunner(InvalidJob):
     """No installed runner and no live worker serves that runner name."""
 
     def __init__(self, runner_id: str, known: list[str]) -> None:
+        super().__init__(runner_id, sorted(known))
         names = ", ".join(sorted(known)) or "none"
-        super().__init__(
+        self.message = (
             f"unknown runner {runner_id!r}: installed runners are: {names}; "
             "install the runner's package or pick one of these"
         )
@@ -77,7 +90,8 @@ class JobNotFound(HorusError):
     exit_code = 6
 
     def __init__(self, job_id: str) -> None:
-        super().__init__(
+        super().__init__(job_id)
+        self.message = (
             f"no job {job_id!r}: check the id with `horus list` (records expire after the "
             "retention period)"
         )

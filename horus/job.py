@@ -141,7 +141,7 @@ class Job(BaseModel):
             raise ValueError(f"{len(value)} env vars, over the limit of {MAX_ENV_VARS}")
         total = 0
         for name, val in value.items():
-            if not _ENV_NAME.match(name):
+            if not _ENV_NAME.fullmatch(name):
                 raise ValueError(
                     f"env var name {name!r} is not a POSIX name; use letters, digits and _ "
                     "and do not start with a digit"
@@ -171,15 +171,18 @@ class Job(BaseModel):
     @classmethod
     def _dependency_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for dep in value:
-            if not re.match(ID_PATTERN, dep):
-                raise ValueError(f"dependency {dep!r} is not a job id")
+            if not re.fullmatch(ID_PATTERN, dep):
+                raise ValueError(
+                    f"dependency {dep!r} is not a job id; use up to 128 letters, digits, "
+                    "'.', '_', ':' or '-'"
+                )
         return value
 
     @field_validator("tags")
     @classmethod
     def _tag_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for tag in value:
-            if not re.match(TAG_PATTERN, tag):
+            if not re.fullmatch(TAG_PATTERN, tag):
                 raise ValueError(f"tag {tag!r} must match {TAG_PATTERN}")
         return value
 
@@ -304,7 +307,8 @@ def explain(error: ValidationError, what: str = "job") -> str:
         elif hint and not item["type"].startswith("value_error"):
             message = f"{message}; {hint}"
         parts.append(f"{field}: {message}")
-    return f"invalid {what}: " + "; ".join(parts)
+    line = f"invalid {what}: " + "; ".join(parts)
+    return line.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def parse_job(data: dict[str, Any] | str | bytes) -> Job:

@@ -56,19 +56,45 @@ class _Capture(threading.Thread):
         return body
 
 
-def kill_group(pgid: int) -> None:
-    """SIGTERM the group, then SIGKILL whatever is left after :data:`KILL_GRACE`."""
+def _group_alive(pgid: int, leader: subprocess.Popen[bytes] | None) -> bool:
+    """True while a process of the group is still running (zombies do not count: an
+    orphan's zombie waits for init to reap it, which may take long in a container)."""
+    if leader is not None:
+        leader.poll()  # reap our own child
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[2] == str(pgid) and fields[0] != "Z":
+            return True
+    return False
+
+
+def _feed(stream: IO[bytes], data: bytes) -> None:
+    with contextlib.suppress(OSError):
+        stream.write(data)
+        stream.close()
+
+
+def kill_group(pgid: int, leader: subprocess.Popen[bytes] | None = None) -> None:
+    """SIGTERM the group, then SIGKILL whatever is left after :data:`KILL_GRACE`.
+
+    ``leader`` is the group leader when this process started it (it is reaped here).
+    """
     try:
         os.killpg(pgid, signal.SIGTERM)
     except ProcessLookupError:
         return
     end = time.monotonic() + KILL_GRACE
     while time.monotonic() < end:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
+        if not _group_alive(pgid, leader):
             return
-        time.sleep(0.05)
+        time.sleep(0.02)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
 
@@ -136,11 +162,8 @@ def run_process(
     out.start()
     err.start()
     if stdin is not None and proc.stdin is not None:
-        try:
-            proc.stdin.write(stdin)
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
+        # Written beside the deadline loop: a process that never reads is still timed out.
+        threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True).start()
     stopped: JobStatus | None = None
     next_cancel_check = time.monotonic() + CANCEL_POLL
     try:
@@ -158,12 +181,12 @@ def run_process(
                 if cancelled():
                     stopped = JobStatus.CANCELLED
             if stopped is not None:
-                kill_group(proc.pid)
+                kill_group(proc.pid, proc)
                 proc.wait()
                 break
     finally:
         # Leftovers (background children, a killed worker's job) never outlive the job.
-        kill_group(proc.pid)
+        kill_group(proc.pid, proc)
         if proc.poll() is None:
             proc.kill()
             proc.wait()

@@ -66,11 +66,14 @@ def installed() -> Registry:
     for entry in entry_points(group=GROUP):
         try:
             registry.runners[entry.name] = check(entry, entry.load())
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             reason = (
                 str(exc)
                 if isinstance(exc, RunnerContractError)
-                else (f"runner plugin {entry.name!r} ({entry.value}) failed to import: {exc}")
+                else (
+                    f"runner plugin {entry.name!r} ({entry.value}) failed to import: {exc!r}; "
+                    "fix or uninstall that package"
+                )
             )
             log.error("%s", reason)
             registry.broken[entry.name] = reason

@@ -23,7 +23,7 @@ from celery.exceptions import Ignore
 
 from horus import config, registry
 from horus.app import app
-from horus.errors import HorusError, InvalidJob, JobFailed
+from horus.errors import HorusError, InvalidJob, JobFailed, JobNotFound
 from horus.job import Job, JobResult, JobStatus, parse_job
 from horus.process import Outcome
 from horus.routing import TASK_NAME
@@ -83,7 +83,7 @@ def _admit(task: Task[Any, Any], message: Any) -> Job:
     else:
         try:
             runner.validate(job.payload, job.params)
-        except ValueError as exc:
+        except Exception as exc:  # a plugin's bug must not crash the worker
             _refuse(job.id, f"invalid job for runner {job.runner_id!r}: {exc}")
     return job
 
@@ -94,12 +94,19 @@ def execute(self: Task[Any, Any], message: Any) -> dict[str, Any]:
     job = _admit(self, message)
     worker = str(self.request.hostname or "worker")
     started = _now()
-    moved = store().transition(
-        job.id,
-        JobStatus.RUNNING,
-        [JobStatus.PENDING],
-        {"worker": worker, "started_at": started.isoformat(), "attempt": "1"},
-    )
+    try:
+        moved = store().transition(
+            job.id,
+            JobStatus.RUNNING,
+            [JobStatus.PENDING],
+            {"worker": worker, "started_at": started.isoformat(), "attempt": "1"},
+        )
+    except JobNotFound:
+        _refuse(
+            job.id,
+            "the job has no record: it was not submitted through a Horus client; "
+            "submit it with `horus enqueue` or Client.submit",
+        )
     if not moved.applied:
         # Cancelled before it started, or already handled: never run it.
         log.info("job %s is %s; not running it", job.id, moved.previous)

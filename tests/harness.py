@@ -11,9 +11,11 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from horus import config
+from horus.config import Settings
 from horus.process import kill_recorded_groups
 from horus.store import Store
 
@@ -40,6 +42,14 @@ def end_group(proc: subprocess.Popen[bytes] | subprocess.Popen[str], grace: floa
             continue
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)  # leftovers of the group
+
+
+def settings_for(env: dict[str, str]) -> Settings:
+    """The settings a process started with ``env`` uses (brokers may differ from ours)."""
+    ours = config.load()
+    broker = env.get("HORUS_BROKER_URL") or ours.broker_url
+    backend = env.get("HORUS_RESULT_BACKEND") or ours.result_backend
+    return replace(ours, broker_url=broker, result_backend=backend)
 
 
 class WorkerProcess:
@@ -70,7 +80,7 @@ class WorkerProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        store = Store(config.load())
+        store = Store(settings_for(self.env))
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if self.proc.poll() is not None:

@@ -26,7 +26,7 @@ class ShellRunner(Runner):
             raise ValueError(
                 f"shell runner takes no params {sorted(unknown)}; pass values as --env instead"
             )
-        if params.get("shell", "sh") not in SHELLS:
+        if str(params.get("shell", "sh")) not in SHELLS:
             raise ValueError(f"param shell must be one of {sorted(SHELLS)}")
         if not payload.strip():
             raise ValueError("payload is an empty script; give the commands to run")

@@ -1,0 +1,88 @@
+"""The same job through an external Redis and through RabbitMQ instead of the embedded one.
+
+These run whenever the service is reachable, and must run in CI (CI=true), where Redis
+listens on 127.0.0.1:6379 and RabbitMQ on 127.0.0.1:5672.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from horus import config
+from tests.harness import REPO, WorkerProcess, horus_cmd
+
+pytestmark = pytest.mark.integration
+
+#: database 15 of the machine's Redis, emptied of Horus keys afterwards
+EXTERNAL_REDIS = "redis://127.0.0.1:6379/15"
+RABBITMQ = "amqp://guest:guest@127.0.0.1:5672//"
+
+
+def reachable(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def need(port: int, what: str) -> None:
+    if reachable(port):
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{what} must be reachable on 127.0.0.1:{port} in CI")
+    pytest.skip(f"{what} is not running on 127.0.0.1:{port}")
+
+
+def broker_env(broker: str) -> dict[str, str]:
+    env = {**os.environ, "HORUS_BROKER_URL": broker}
+    if broker.startswith("redis://"):
+        env["HORUS_RESULT_BACKEND"] = broker
+    else:  # RabbitMQ carries the messages; records and results stay in the embedded Redis
+        env["HORUS_RESULT_BACKEND"] = f"redis+socket://{config.load().embedded_socket}"
+    return env
+
+
+@pytest.fixture(params=[EXTERNAL_REDIS, RABBITMQ], ids=["redis", "rabbitmq"])
+def external(request: pytest.FixtureRequest, embedded_redis: object) -> Iterator[dict[str, str]]:
+    broker = str(request.param)
+    need(6379 if broker.startswith("redis") else 5672, broker.split(":")[0])
+    env = broker_env(broker)
+    worker = WorkerProcess(["shell"], 1, env)
+    try:
+        worker.start(timeout=60)
+        yield env
+    finally:
+        worker.stop()
+        if broker.startswith("redis"):
+            server = redis.Redis.from_url(broker)
+            keys = list(server.scan_iter("horus:*")) + list(server.scan_iter("celery-task-meta-*"))
+            keys += [b"horus.shell", b"_kombu.binding.horus.shell"]
+            server.delete(*keys)
+
+
+def test_a_job_runs_through_an_external_broker(external: dict[str, str]) -> None:
+    done = subprocess.run(
+        horus_cmd("enqueue", "shell", "echo hello", "--wait"),
+        env=external,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "hello\n"
+    failed = subprocess.run(
+        horus_cmd("enqueue", "shell", "echo oops >&2; exit 3", "--wait"),
+        env=external,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert failed.returncode == 1
+    assert "oops" in failed.stderr

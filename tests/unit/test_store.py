@@ -1,0 +1,276 @@
+"""The job store on a real (embedded) Redis: records, status changes, indexes, workers."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from horus import config
+from horus.embedded import EmbeddedRedis
+from horus.errors import JobNotFound
+from horus.job import Job, JobResult, JobStatus, parse_job
+from horus.store import Store
+
+ACTIVE = [JobStatus.PENDING, JobStatus.RUNNING]
+
+
+@pytest.fixture
+def store(embedded_redis: EmbeddedRedis) -> Store:
+    return Store(config.load())
+
+
+@pytest.fixture
+def runner_id() -> str:
+    """A runner id no other test uses: the Redis is shared with the whole session."""
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+def make_job(runner_id: str, **fields: Any) -> Job:
+    return parse_job({"runner_id": runner_id, "payload": "echo hi", **fields})
+
+
+def ids(records: list[Any]) -> list[str]:
+    return [r.job.id for r in records]
+
+
+def test_a_created_job_is_recorded_as_pending(store: Store, runner_id: str) -> None:
+    job = make_job(runner_id, context_id="ctx", caller_id="alice")
+    assert store.create(job) is True
+    record = store.get(job.id)
+    assert record.job == job
+    assert record.status is JobStatus.PENDING
+    assert record.worker is None
+    assert record.result is None
+    assert record.attempt == 0
+    assert record.cancel_requested is False
+    assert store.status(job.id) is JobStatus.PENDING
+
+
+def test_create_returns_false_for_a_taken_id(store: Store, runner_id: str) -> None:
+    job = make_job(runner_id)
+    assert store.create(job) is True
+    other = make_job(runner_id, id=job.id, payload="echo other")
+    assert store.create(other) is False
+    assert store.get(job.id).job.payload == "echo hi"
+    assert ids(store.find(runner_id=runner_id)) == [job.id]
+
+
+def test_an_unknown_job_is_not_found(store: Store) -> None:
+    missing = uuid.uuid4().hex
+    with pytest.raises(JobNotFound):
+        store.get(missing)
+    with pytest.raises(JobNotFound):
+        store.status(missing)
+    with pytest.raises(JobNotFound):
+        store.transition(missing, JobStatus.RUNNING, [JobStatus.PENDING])
+
+
+def test_a_transition_applies_from_an_allowed_state_and_returns_the_previous_one(
+    store: Store, runner_id: str
+) -> None:
+    job = make_job(runner_id)
+    store.create(job)
+    moved = store.transition(
+        job.id, JobStatus.RUNNING, [JobStatus.PENDING], {"worker": "w1", "attempt": "1"}
+    )
+    assert moved.applied is True
+    assert moved.previous is JobStatus.PENDING
+    record = store.get(job.id)
+    assert record.status is JobStatus.RUNNING
+    assert record.worker == "w1"
+    assert record.attempt == 1
+
+
+def test_a_transition_from_a_state_not_allowed_is_refused_and_changes_nothing(
+    store: Store, runner_id: str
+) -> None:
+    job = make_job(runner_id)
+    store.create(job)
+    store.transition(job.id, JobStatus.CANCELLED, [JobStatus.PENDING])
+    moved = store.transition(job.id, JobStatus.RUNNING, [JobStatus.PENDING], {"worker": "late"})
+    assert moved.applied is False
+    assert moved.previous is JobStatus.CANCELLED
+    record = store.get(job.id)
+    assert record.status is JobStatus.CANCELLED
+    assert record.worker is None
+
+
+def test_a_terminal_transition_moves_the_job_between_status_indexes(
+    store: Store, runner_id: str
+) -> None:
+    job = make_job(runner_id)
+    store.create(job)
+    assert ids(store.find(status=JobStatus.PENDING, runner_id=runner_id)) == [job.id]
+    store.transition(job.id, JobStatus.RUNNING, [JobStatus.PENDING])
+    assert store.find(status=JobStatus.PENDING, runner_id=runner_id) == []
+    assert ids(store.find(status=JobStatus.RUNNING, runner_id=runner_id)) == [job.id]
+    now = datetime.now(UTC)
+    result = JobResult(job_id=job.id, status=JobStatus.COMPLETED, output="hi\n", exit_code=0)
+    moved = store.transition(
+        job.id,
+        JobStatus.COMPLETED,
+        [JobStatus.RUNNING],
+        {"completed_at": now.isoformat(), "result": result.model_dump_json()},
+    )
+    assert moved.applied
+    assert store.find(status=JobStatus.RUNNING, runner_id=runner_id) == []
+    (record,) = store.find(status=JobStatus.COMPLETED, runner_id=runner_id)
+    assert record.job.id == job.id
+    assert record.result == result
+    assert record.completed_at == now
+
+
+def test_find_filters_by_runner(store: Store, runner_id: str) -> None:
+    mine = make_job(runner_id)
+    theirs = make_job(f"{runner_id}-other")
+    store.create(mine)
+    store.create(theirs)
+    assert ids(store.find(runner_id=runner_id)) == [mine.id]
+
+
+def test_find_filters_by_context(store: Store, runner_id: str) -> None:
+    ctx_a, ctx_b = f"ctx-{uuid.uuid4().hex}", f"ctx-{uuid.uuid4().hex}"
+    a1 = make_job(runner_id, context_id=ctx_a)
+    b1 = make_job(runner_id, context_id=ctx_b)
+    none = make_job(runner_id)
+    for job in (a1, b1, none):
+        store.create(job)
+    assert ids(store.find(context_id=ctx_a)) == [a1.id]
+    assert ids(store.find(context_id=ctx_b, runner_id=runner_id)) == [b1.id]
+    assert ids(store.find(context_id=ctx_a, runner_id=f"{runner_id}-x")) == []
+    assert len(store.find(runner_id=runner_id)) == 3
+
+
+def test_find_lists_newest_first_and_honours_the_limit(store: Store, runner_id: str) -> None:
+    base = datetime.now(UTC) - timedelta(minutes=10)
+    jobs = [make_job(runner_id, created_at=base + timedelta(seconds=i)) for i in range(5)]
+    for job in (jobs[2], jobs[0], jobs[4], jobs[1], jobs[3]):  # order of creation is irrelevant
+        store.create(job)
+    newest_first = [j.id for j in reversed(jobs)]
+    assert ids(store.find(runner_id=runner_id)) == newest_first
+    assert ids(store.find(runner_id=runner_id, limit=2)) == newest_first[:2]
+    assert ids(store.find(runner_id=runner_id, limit=1)) == newest_first[:1]
+
+
+def test_find_with_a_status_filter_skips_jobs_in_other_states(store: Store, runner_id: str) -> None:
+    jobs = [make_job(runner_id) for _ in range(4)]
+    for job in jobs:
+        store.create(job)
+    for job in jobs[:2]:
+        store.transition(job.id, JobStatus.FAILED, [JobStatus.PENDING])
+    assert set(ids(store.find(status=JobStatus.FAILED, runner_id=runner_id))) == {
+        jobs[0].id,
+        jobs[1].id,
+    }
+    assert set(ids(store.find(status=JobStatus.PENDING, runner_id=runner_id))) == {
+        jobs[2].id,
+        jobs[3].id,
+    }
+
+
+def test_find_skips_a_record_whose_hash_is_gone(store: Store, runner_id: str) -> None:
+    base = datetime.now(UTC)
+    jobs = [make_job(runner_id, created_at=base + timedelta(seconds=i)) for i in range(3)]
+    for job in jobs:
+        store.create(job)
+    store.redis.delete(store.key(jobs[1].id))  # as if the record expired
+    assert ids(store.find(runner_id=runner_id)) == [jobs[2].id, jobs[0].id]
+    assert ids(store.find(runner_id=runner_id, limit=2)) == [jobs[2].id, jobs[0].id]
+    # the stale index entry was dropped on the way
+    assert store.redis.zscore(f"horus:index:runner:{runner_id}", jobs[1].id) is None
+
+
+def test_find_fills_the_limit_past_stale_entries(store: Store, runner_id: str) -> None:
+    base = datetime.now(UTC)
+    jobs = [make_job(runner_id, created_at=base + timedelta(seconds=i)) for i in range(6)]
+    for job in jobs:
+        store.create(job)
+    for job in jobs[3:]:  # the three newest records are gone
+        store.redis.delete(store.key(job.id))
+    assert ids(store.find(runner_id=runner_id, limit=2)) == [jobs[2].id, jobs[1].id]
+
+
+def test_discard_removes_a_pending_record_and_its_index_entries(
+    store: Store, runner_id: str
+) -> None:
+    ctx = f"ctx-{uuid.uuid4().hex}"
+    job = make_job(runner_id, context_id=ctx)
+    store.create(job)
+    store.discard(job.id)
+    with pytest.raises(JobNotFound):
+        store.get(job.id)
+    for index in ("all", "status:pending", f"runner:{runner_id}", f"context:{ctx}"):
+        assert store.redis.zscore(f"horus:index:{index}", job.id) is None, index
+    assert store.find(runner_id=runner_id) == []
+
+
+def test_discard_leaves_a_running_job_alone(store: Store, runner_id: str) -> None:
+    job = make_job(runner_id)
+    store.create(job)
+    store.transition(job.id, JobStatus.RUNNING, [JobStatus.PENDING])
+    store.discard(job.id)
+    assert store.status(job.id) is JobStatus.RUNNING
+    assert ids(store.find(runner_id=runner_id)) == [job.id]
+
+
+def test_discard_of_an_unknown_job_does_nothing(store: Store) -> None:
+    store.discard(uuid.uuid4().hex)
+
+
+def test_a_record_expires_within_the_retention_period(store: Store, runner_id: str) -> None:
+    retention = store.settings.retention_seconds
+    job = make_job(runner_id)
+    store.create(job)
+    assert 0 < store.redis.ttl(store.key(job.id)) <= retention
+    store.transition(job.id, JobStatus.RUNNING, [JobStatus.PENDING])
+    store.transition(job.id, JobStatus.TIMEOUT, [JobStatus.RUNNING])
+    assert 0 < store.redis.ttl(store.key(job.id)) <= retention
+
+
+def test_a_cancel_request_is_seen_by_cancel_requested(store: Store, runner_id: str) -> None:
+    job = make_job(runner_id)
+    store.create(job)
+    assert store.cancel_requested(job.id) is False
+    store.request_cancel(job.id)
+    assert store.cancel_requested(job.id) is True
+    assert store.get(job.id).cancel_requested is True
+
+
+def test_summary_is_json_safe_and_names_the_job(store: Store, runner_id: str) -> None:
+    job = make_job(runner_id, context_id="ctx", tags=["a"])
+    store.create(job)
+    summary = store.get(job.id).summary()
+    assert summary["id"] == job.id
+    assert summary["runner_id"] == runner_id
+    assert summary["status"] == "pending"
+    assert summary["tags"] == ["a"]
+    assert summary["started_at"] is None
+
+
+def test_a_heartbeat_makes_a_worker_live_with_its_runners(store: Store) -> None:
+    name = f"w-{uuid.uuid4().hex}"
+    store.heartbeat(name, ["shell", "python"], {"host": "h", "pid": 42})
+    assert store.live_workers()[name] == {"runners": ["shell", "python"], "host": "h", "pid": 42}
+    store.heartbeat(name, ["shell"], {"host": "h", "pid": 42})
+    assert store.live_workers()[name]["runners"] == ["shell"]
+
+
+def test_a_forgotten_worker_is_no_longer_live(store: Store) -> None:
+    name = f"w-{uuid.uuid4().hex}"
+    store.heartbeat(name, ["shell"], {})
+    store.forget_worker(name)
+    assert name not in store.live_workers()
+
+
+def test_a_worker_whose_heartbeat_expired_is_not_live(store: Store) -> None:
+    name = f"w-{uuid.uuid4().hex}"
+    store.heartbeat(name, ["shell"], {})
+    store.redis.delete(f"horus:worker:{name}")  # as if its heartbeat key expired
+    assert name not in store.live_workers()
+
+
+def test_ping_answers_on_a_running_store(store: Store) -> None:
+    store.ping()

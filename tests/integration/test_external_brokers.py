@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 from collections.abc import Iterator
 
 import pytest
 import redis
 
 from horus import config
-from tests.harness import REPO, WorkerProcess, horus_cmd
+from tests.harness import WorkerProcess, run_horus
 
 pytestmark = pytest.mark.integration
 
@@ -66,23 +65,9 @@ def external(request: pytest.FixtureRequest, embedded_redis: object) -> Iterator
 
 
 def test_a_job_runs_through_an_external_broker(external: dict[str, str]) -> None:
-    done = subprocess.run(
-        horus_cmd("enqueue", "shell", "echo hello", "--wait"),
-        env=external,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_horus("enqueue", "shell", "echo hello", "--wait", env=external)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "hello\n"
-    failed = subprocess.run(
-        horus_cmd("enqueue", "shell", "echo oops >&2; exit 3", "--wait"),
-        env=external,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    failed = run_horus("enqueue", "shell", "echo oops >&2; exit 3", "--wait", env=external)
     assert failed.returncode == 1
     assert "oops" in failed.stderr

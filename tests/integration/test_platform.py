@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from horus.embedded import EmbeddedRedis, answers
-from tests.harness import REPO, end_group, horus_cmd, pid_alive, wait_until
+from tests.harness import REPO, end_group, horus_cmd, pid_alive, run_horus, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -47,9 +47,7 @@ class Up:
     home: Path
 
     def horus(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            horus_cmd(*args), env=self.env, cwd=REPO, capture_output=True, text=True, timeout=60
-        )
+        return run_horus(*args, env=self.env)
 
 
 @pytest.fixture(scope="module")
@@ -143,9 +141,7 @@ def test_cli_without_a_reachable_broker_says_so_in_one_line() -> None:
     home = tempfile.mkdtemp(prefix="horus-none-", dir="/tmp")
     env = {**os.environ, "HORUS_HOME": home}
     for args in (("enqueue", "shell", "echo hi"), ("list",), ("status", "abc")):
-        run = subprocess.run(
-            horus_cmd(*args), env=env, cwd=REPO, capture_output=True, text=True, timeout=60
-        )
+        run = run_horus(*args, env=env)
         assert run.returncode == 5
         lines = run.stderr.strip().splitlines()
         assert len(lines) == 1, run.stderr

@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 
 import pytest
 
 from horus.client import Client
 from horus.job import Job, JobStatus
-from tests.harness import REPO, WorkerProcess, horus_cmd, wait_until
+from tests.harness import WorkerProcess, run_horus, wait_until
 
 pytestmark = pytest.mark.integration
 
 
 def test_submit_and_execute_echo_hello_prints_hello(workers: dict[str, WorkerProcess]) -> None:
-    done = subprocess.run(
-        horus_cmd("enqueue", "shell", "echo hello", "--wait"),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_horus("enqueue", "shell", "echo hello", "--wait")
     assert done.returncode == 0, done.stderr
     assert done.stdout == "hello\n"
 
@@ -85,26 +78,12 @@ def test_result_holds_output_exit_code_and_execution_metadata(
 def test_failing_command_is_recorded_failed_with_its_error_output_and_exit_code(
     workers: dict[str, WorkerProcess],
 ) -> None:
-    run = subprocess.run(
-        horus_cmd("enqueue", "shell", "echo oops >&2; exit 3", "--wait"),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    run = run_horus("enqueue", "shell", "echo oops >&2; exit 3", "--wait")
     assert run.returncode == 1
     assert "oops" in run.stderr
-    listed = subprocess.run(
-        horus_cmd("list", "--status", "failed", "--limit", "1", "--json"),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    listed = run_horus("list", "--status", "failed", "--limit", "1", "--json")
     job_id = json.loads(listed.stdout)[0]["id"]
-    shown = subprocess.run(
-        horus_cmd("result", job_id, "--json"), cwd=REPO, capture_output=True, text=True, timeout=60
-    )
+    shown = run_horus("result", job_id, "--json")
     result = json.loads(shown.stdout)
     assert result["status"] == "failed"
     assert result["exit_code"] == 3

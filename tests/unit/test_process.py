@@ -14,6 +14,7 @@ import pytest
 
 from horus.job import JobStatus
 from horus.process import Outcome, _start_time, kill_recorded_groups, run_process
+from tests.harness import pid_alive
 
 ENV = {"PATH": "/usr/bin:/bin"}
 
@@ -41,13 +42,7 @@ def sh(
     )
 
 
-def alive(pid: int) -> bool:
-    """True if ``pid`` exists and is not a zombie."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+alive = pid_alive
 
 
 def wait_for_pid(pidfile: Path) -> int:

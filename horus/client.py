@@ -51,18 +51,18 @@ class Client:
             if job.runner_id not in known:
                 raise UnknownRunner(job.runner_id, sorted(known))
             return job  # served by a live worker elsewhere, which validates it
-        try:
-            runner.validate(job.payload, job.params)
-        except Exception as exc:  # a plugin's bug must not become a traceback
-            raise InvalidJob(f"invalid job for runner {job.runner_id!r}: {exc}") from None
+        registry.validate(runner, job)
+        return job
+
+    def _create(self, job: Job | dict[str, Any]) -> Job:
+        job = self.check(job if isinstance(job, Job) else parse_job(job))
+        if not self.store.create(job):
+            raise InvalidJob(f"job id {job.id!r} is taken; leave id unset to get a fresh one")
         return job
 
     def create_job(self, job: Job | dict[str, Any]) -> str:
         """Validate and record a job as pending without sending it; returns its id."""
-        job = self.check(job if isinstance(job, Job) else parse_job(job))
-        if not self.store.create(job):
-            raise InvalidJob(f"job id {job.id!r} is taken; leave id unset to get a fresh one")
-        return job.id
+        return self._create(job).id
 
     def start_job(self, job_id: str) -> None:
         """Send a created (pending) job to its runner's queue."""
@@ -73,13 +73,13 @@ class Client:
 
     def submit(self, job: Job | dict[str, Any]) -> str:
         """Create and start a job in one call; returns its id."""
-        job_id = self.create_job(job)
+        created = self._create(job)
         try:
-            self.start_job(job_id)
+            self._publish(created)  # the job just validated and recorded: no re-read
         except BrokerUnavailable:
-            self.store.discard(job_id)  # nothing half-written: no record without a message
+            self.store.discard(created.id)  # nothing half-written: no record without a message
             raise
-        return job_id
+        return created.id
 
     def run_job_and_await_result(
         self, job: Job | dict[str, Any], timeout: float | None = None

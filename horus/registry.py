@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 
-from horus.errors import RunnerContractError, UnknownRunner
+from horus.errors import InvalidJob, RunnerContractError, UnknownRunner
+from horus.job import Job
 from horus.runner import Runner
 
 GROUP = "horus.runners"
@@ -28,12 +29,23 @@ class Registry:
     #: plugins that failed to load, with the reason
     broken: dict[str, str] = field(default_factory=dict)
 
-    def get(self, runner_id: str, also_known: frozenset[str] = frozenset()) -> Runner:
+    def get(self, runner_id: str) -> Runner:
         """The runner called ``runner_id``, or :class:`UnknownRunner` listing the others."""
         try:
             return self.runners[runner_id]
         except KeyError:
-            raise UnknownRunner(runner_id, sorted(set(self.runners) | also_known)) from None
+            raise UnknownRunner(runner_id, sorted(self.runners)) from None
+
+
+def validate(runner: Runner, job: Job) -> None:
+    """Ask ``runner`` whether it can run ``job``; client and worker both call this.
+
+    Any exception from the plugin is a refusal (:class:`InvalidJob`), never a traceback.
+    """
+    try:
+        runner.validate(job.payload, job.params)
+    except Exception as exc:
+        raise InvalidJob(f"invalid job for runner {job.runner_id!r}: {exc}") from None
 
 
 def check(entry: EntryPoint, obj: object) -> Runner:

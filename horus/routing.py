@@ -10,8 +10,3 @@ QUEUE_PREFIX = "horus."
 def queue_for(runner_id: str) -> str:
     """The queue a runner's workers consume: ``horus.<runner_id>``."""
     return f"{QUEUE_PREFIX}{runner_id}"
-
-
-def runner_of(queue: str) -> str | None:
-    """The runner a queue belongs to, or None for a queue that is not Horus's."""
-    return queue.removeprefix(QUEUE_PREFIX) if queue.startswith(QUEUE_PREFIX) else None

@@ -27,7 +27,7 @@ from horus.errors import HorusError, InvalidJob, JobFailed, JobNotFound
 from horus.job import Job, JobResult, JobStatus, parse_job
 from horus.process import Outcome
 from horus.routing import TASK_NAME
-from horus.runner import RunContext
+from horus.runner import RunContext, Runner
 from horus.store import Store
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def _refuse(job_id: str, reason: str) -> NoReturn:
     raise JobFailed(result.model_dump(mode="json"))
 
 
-def _admit(task: Task[Any, Any], message: Any) -> Job:
+def _admit(task: Task[Any, Any], message: Any) -> tuple[Job, Runner]:
     """Validate the message into a job this worker may run, or refuse it."""
     job_id = str(task.request.id)
     if not isinstance(message, dict):
@@ -80,18 +80,17 @@ def _admit(task: Task[Any, Any], message: Any) -> Job:
             f"this worker has no runner {job.runner_id!r}; start a worker with "
             f"`horus worker --runner {job.runner_id}`",
         )
-    else:
-        try:
-            runner.validate(job.payload, job.params)
-        except Exception as exc:  # a plugin's bug must not crash the worker
-            _refuse(job.id, f"invalid job for runner {job.runner_id!r}: {exc}")
-    return job
+    try:
+        registry.validate(runner, job)
+    except InvalidJob as exc:
+        _refuse(job.id, str(exc))
+    return job, runner
 
 
 @app.task(name=TASK_NAME, bind=True, throws=(JobFailed,))
 def execute(self: Task[Any, Any], message: Any) -> dict[str, Any]:
     """Run one job and return its JobResult; raise JobFailed unless it completed."""
-    job = _admit(self, message)
+    job, runner = _admit(self, message)
     worker = str(self.request.hostname or "worker")
     started = _now()
     try:
@@ -111,7 +110,6 @@ def execute(self: Task[Any, Any], message: Any) -> dict[str, Any]:
         # Cancelled before it started, or already handled: never run it.
         log.info("job %s is %s; not running it", job.id, moved.previous)
         raise Ignore()
-    runner = registry.installed().runners[job.runner_id]
     workdir = Path(tempfile.mkdtemp(prefix=f"horus-{job.id[:12]}-"))
     clock = time.monotonic()
     try:

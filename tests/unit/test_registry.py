@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from horus import registry
-from horus.errors import UnknownRunner
-from horus.job import JobStatus
+from horus.errors import InvalidJob, UnknownRunner
+from horus.job import Job, JobStatus
 from horus.process import Outcome
-from horus.registry import GROUP, Registry, installed
+from horus.registry import GROUP, Registry, installed, validate
 from horus.runner import RunContext, Runner
 
 MODULE = __name__
@@ -27,6 +27,10 @@ class GoodRunner(Runner):
 
     def run(self, ctx: RunContext) -> Outcome:
         return Outcome(status=JobStatus.COMPLETED, output=ctx.job.payload)
+
+
+class AlphaRunner(GoodRunner):
+    name = "alpha"
 
 
 class NotARunner:
@@ -181,13 +185,31 @@ def test_get_returns_an_installed_runner(plugins: list[EntryPoint]) -> None:
 
 
 def test_get_of_an_unknown_runner_lists_the_installed_ones(plugins: list[EntryPoint]) -> None:
-    plugins.append(GOOD)
+    plugins.extend([GOOD, entry("alpha", "AlphaRunner")])
     with pytest.raises(UnknownRunner) as info:
-        installed().get("nope", also_known=frozenset({"remote", "alpha"}))
+        installed().get("nope")
     message = str(info.value)
     assert "'nope'" in message
-    assert "installed runners are: alpha, good, remote" in message
+    assert "installed runners are: alpha, good" in message
     assert info.value.runner_id == "nope"
+
+
+class CrashingValidator(Runner):
+    """A plugin whose validate has a bug (raises something other than ValueError)."""
+
+    name = "crashing"
+
+    def validate(self, payload: str, params: dict[str, Any]) -> None:
+        raise TypeError("unhashable type: 'list'")
+
+    def run(self, ctx: RunContext) -> Outcome:
+        raise AssertionError("never run")
+
+
+def test_a_plugins_validate_bug_is_a_one_line_refusal_not_a_traceback() -> None:
+    with pytest.raises(InvalidJob) as info:
+        validate(CrashingValidator(), Job.new("crashing", "x"))
+    assert str(info.value) == "invalid job for runner 'crashing': unhashable type: 'list'"
 
 
 def test_get_with_nothing_installed_says_none(plugins: list[EntryPoint]) -> None:

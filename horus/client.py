@@ -108,7 +108,7 @@ class Client:
                 },
             )
         except OperationalError as exc:
-            raise BrokerUnavailable(redact(self.settings.broker_url), str(exc)) from None
+            raise BrokerUnavailable(redact(str(self.app.conf.broker_url)), str(exc)) from None
 
     # -- inspecting -------------------------------------------------------------------
 

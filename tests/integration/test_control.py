@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import pickle
+import re
 import uuid
 from pathlib import Path
 
 import pytest
+from celery import Celery
 from kombu import Connection
 
 from horus.app import app
 from horus.client import Client
-from horus.errors import InvalidJob, JobStateError
+from horus.errors import BrokerUnavailable, InvalidJob, JobNotFound, JobStateError
 from horus.job import Job, JobStatus
 from horus.routing import TASK_NAME, queue_for
 from tests.harness import WorkerProcess, pid_alive, wait_until
@@ -127,3 +129,20 @@ def test_pickled_and_garbage_messages_are_refused_and_the_worker_keeps_serving(
     assert client.get_job_status(job_id) is JobStatus.PENDING
     assert workers["shell"].proc is not None
     assert pid_alive(workers["shell"].proc.pid)
+
+
+def test_a_job_the_broker_cannot_take_leaves_no_record_behind(client: Client) -> None:
+    unreachable = Celery("unreachable")
+    unreachable.config_from_object("celeryconfig")
+    unreachable.conf.update(broker_url="redis://127.0.0.1:1/0")  # nothing listens on port 1
+    sender = Client(app=unreachable)
+    context = f"ctx-{uuid.uuid4().hex[:8]}"
+    job = Job.model_validate({"runner_id": "shell", "payload": "true", "context_id": context})
+    with pytest.raises(
+        BrokerUnavailable, match=re.escape("cannot reach the broker at redis://127.0.0.1:1/0")
+    ):
+        sender.submit(job)
+    with pytest.raises(JobNotFound):
+        client.get_job(job.id)
+    assert client.list_jobs(context_id=context) == []
+    assert job.id not in [r.job.id for r in client.list_jobs(status=JobStatus.PENDING, limit=500)]

@@ -8,7 +8,6 @@ then published to its runner's queue.
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -130,18 +129,9 @@ class Client:
         return None if result is None else result.output
 
     def wait(self, job_id: str, timeout: float | None = None) -> JobResult:
-        """Block until the job is finished and return its result."""
-        end = None if timeout is None else time.monotonic() + timeout
-        pause = 0.02
-        while True:
-            if self.store.status(job_id).terminal:
-                result = self.store.get(job_id).result
-                if result is not None:
-                    return result
-            if end is not None and time.monotonic() >= end:
-                raise TimeoutError(f"job {job_id} did not finish within {timeout} s")
-            time.sleep(pause)
-            pause = min(pause * 1.5, 0.5)
+        """Block until the job is finished and return its result (TimeoutError after
+        ``timeout`` seconds, if given)."""
+        return self.store.wait_finished(job_id, timeout)
 
     def list_jobs(
         self,

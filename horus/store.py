@@ -9,6 +9,8 @@ Keys (all under ``horus:``)::
     horus:index:status:<s>      status, runner and context: ``horus list`` reads these and
     horus:index:runner:<r>      never scans keys
     horus:index:context:<c>
+    horus:done:<id>             pub/sub channel: the terminal status, published by the
+                                transition that ends the job (waiters block on it)
     horus:workers               sorted set of live worker names scored by last heartbeat
     horus:worker:<name>         JSON: the runners a worker serves, its host and pid
 
@@ -36,6 +38,8 @@ from horus.job import Job, JobResult, JobStatus
 PREFIX = "horus:"
 #: seconds after its last heartbeat that a worker counts as gone
 WORKER_TTL = 30
+#: seconds a waiter sleeps at most between two reads, should a publish be missed
+RECHECK = 1.0
 
 _CREATE = """
 -- KEYS: job, all, status, runner, context(optional) ; ARGV: id, created, retention, fields...
@@ -68,13 +72,10 @@ if to ~= status then
 end
 if to ~= 'pending' and to ~= 'running' then
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+  redis.call('PUBLISH', ARGV[1] .. 'done:' .. ARGV[2], to)
 end
 return {'ok', status}
 """
-
-
-def _ts(value: datetime | None) -> str:
-    return "" if value is None else value.isoformat()
 
 
 def _dt(value: str | None) -> datetime | None:
@@ -119,8 +120,8 @@ class Record:
             "tags": list(self.job.tags),
             "created_at": self.job.created_at.isoformat(),
             "worker": self.worker,
-            "started_at": _ts(self.started_at) or None,
-            "completed_at": _ts(self.completed_at) or None,
+            "started_at": self.started_at and self.started_at.isoformat(),
+            "completed_at": self.completed_at and self.completed_at.isoformat(),
             "attempt": self.attempt,
         }
 
@@ -249,6 +250,28 @@ class Store:
         if value is None:
             raise JobNotFound(job_id)
         return JobStatus(value)
+
+    def wait_finished(self, job_id: str, timeout: float | None = None) -> JobResult:
+        """Block until the job ended and return its result.
+
+        Woken by the publish of the transition that ends the job, so the result arrives as
+        soon as it is written; the record is read again at least every :data:`RECHECK` s.
+        """
+        end = None if timeout is None else time.monotonic() + timeout
+        with self.reach():
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(f"{PREFIX}done:{job_id}")  # before reading: none missed
+                while True:
+                    result = self.get(job_id).result
+                    if result is not None:
+                        return result
+                    left = None if end is None else end - time.monotonic()
+                    if left is not None and left <= 0:
+                        raise TimeoutError(f"job {job_id} did not finish within {timeout} s")
+                    pubsub.get_message(timeout=RECHECK if left is None else min(left, RECHECK))
+            finally:
+                pubsub.close()
 
     def cancel_requested(self, job_id: str) -> bool:
         """True once somebody asked to cancel the job."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,7 +14,7 @@ from horus import config
 from horus.embedded import EmbeddedRedis
 from horus.errors import JobNotFound
 from horus.job import Job, JobResult, JobStatus, parse_job
-from horus.store import Store
+from horus.store import RECHECK, Store
 
 ACTIVE = [JobStatus.PENDING, JobStatus.RUNNING]
 
@@ -274,3 +276,38 @@ def test_a_worker_whose_heartbeat_expired_is_not_live(store: Store) -> None:
 
 def test_ping_answers_on_a_running_store(store: Store) -> None:
     store.ping()
+
+
+def finish(store: Store, job: Job, status: JobStatus = JobStatus.COMPLETED) -> None:
+    store.transition(job.id, JobStatus.RUNNING, [JobStatus.PENDING])
+    result = JobResult(job_id=job.id, status=status, output="done\n")
+    store.transition(job.id, status, [JobStatus.RUNNING], {"result": result.model_dump_json()})
+
+
+def test_a_waiter_gets_the_result_of_a_job_that_already_ended(store: Store, runner_id: str) -> None:
+    job = make_job(runner_id)
+    store.create(job)
+    finish(store, job, JobStatus.FAILED)
+    assert store.wait_finished(job.id, timeout=5).status is JobStatus.FAILED
+
+
+def test_a_waiter_is_woken_by_the_transition_not_by_its_recheck(
+    store: Store, runner_id: str
+) -> None:
+    job = make_job(runner_id)
+    store.create(job)
+    timer = threading.Timer(0.1, finish, args=(store, job))
+    timer.start()
+    began = time.monotonic()
+    try:
+        assert store.wait_finished(job.id, timeout=10).output == "done\n"
+    finally:
+        timer.join()
+    assert time.monotonic() - began < RECHECK  # the publish woke it, not the backstop
+
+
+def test_waiting_on_a_job_that_does_not_end_times_out(store: Store, runner_id: str) -> None:
+    job = make_job(runner_id)
+    store.create(job)
+    with pytest.raises(TimeoutError, match=r"did not finish within 0\.3 s"):
+        store.wait_finished(job.id, timeout=0.3)

@@ -308,6 +308,7 @@ class Store:
             # records themselves, so the cost follows the most selective filter.
             driver = min(zip(sizes, indexes, strict=True))[1]
             found: list[Record] = []
+            expired: list[str] = []
             start, page = 0, max(limit, 100)
             while len(found) < limit:
                 ids = self.redis.zrevrange(driver, start, start + page - 1)
@@ -319,8 +320,7 @@ class Store:
                     pipe.hgetall(self.key(job_id))
                 for job_id, data in zip(ids, pipe.execute(), strict=True):
                     if not data:
-                        self.redis.zrem(driver, job_id)  # the record expired
-                        start -= 1
+                        expired.append(job_id)
                         continue
                     if (
                         (status and data["status"] != status.value)
@@ -331,6 +331,8 @@ class Store:
                     found.append(Record.from_hash(data))
                     if len(found) == limit:
                         break
+            if expired:  # index entries whose record expired: one round trip, after paging
+                self.redis.zrem(driver, *expired)
         return found
 
     def heartbeat(self, worker: str, runners: list[str], info: dict[str, Any]) -> None:

@@ -46,7 +46,6 @@ worker_cancel_long_running_tasks_on_connection_loss = True
 # Flower sees every step.
 worker_send_task_events = True
 task_send_sent_event = True
-result_extended = True
 result_expires = RETENTION_SECONDS
 
 broker_connection_retry_on_startup = True

@@ -7,19 +7,20 @@ import contextlib
 import os
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 from horus.job import JobStatus
+from horus.watch import Watch
 
 #: seconds between SIGTERM and SIGKILL when a job's group is stopped
 KILL_GRACE = 1.0
 #: seconds between two cancel checks while a process runs
 CANCEL_POLL = 0.5
+#: seconds to read output left in the pipes once the job's group is gone
+DRAIN_LIMIT = 5.0
 
 
 @dataclass(frozen=True)
@@ -31,29 +32,6 @@ class Outcome:
     error: str | None = None
     exit_code: int | None = None
     output_truncated: bool = False
-
-
-class _Capture(threading.Thread):
-    """Drains one pipe, keeping the first ``cap`` bytes and counting the rest."""
-
-    def __init__(self, stream: IO[bytes], cap: int) -> None:
-        super().__init__(daemon=True)
-        self.stream, self.cap = stream, cap
-        self.kept = bytearray()
-        self.dropped = 0
-
-    def run(self) -> None:
-        while chunk := self.stream.read1(65536):  # type: ignore[attr-defined]
-            room = self.cap - len(self.kept)
-            self.kept += chunk[:room]
-            self.dropped += max(0, len(chunk) - room)
-        self.stream.close()
-
-    def text(self) -> str:
-        body = self.kept.decode("utf-8", "replace")
-        if self.dropped:
-            body += f"\n[horus: output truncated, {self.dropped} more bytes dropped]"
-        return body
 
 
 def _group_alive(pgid: int, leader: subprocess.Popen[bytes] | None) -> bool:
@@ -73,12 +51,6 @@ def _group_alive(pgid: int, leader: subprocess.Popen[bytes] | None) -> bool:
         if fields[2] == str(pgid) and fields[0] != "Z":
             return True
     return False
-
-
-def _feed(stream: IO[bytes], data: bytes) -> None:
-    with contextlib.suppress(OSError):
-        stream.write(data)
-        stream.close()
 
 
 def kill_group(pgid: int, leader: subprocess.Popen[bytes] | None = None) -> None:
@@ -151,53 +123,38 @@ def run_process(
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
-    assert proc.stdout is not None
-    assert proc.stderr is not None
     marker = None
     if groups_dir is not None:
         groups_dir.mkdir(parents=True, exist_ok=True)
         marker = groups_dir / str(proc.pid)
         marker.write_text(_start_time(proc.pid) or "")
-    out, err = _Capture(proc.stdout, output_cap), _Capture(proc.stderr, output_cap)
-    out.start()
-    err.start()
-    if stdin is not None and proc.stdin is not None:
-        # Written beside the deadline loop: a process that never reads is still timed out.
-        threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True).start()
+    watch = Watch(proc, stdin, output_cap)
     stopped: JobStatus | None = None
     next_cancel_check = time.monotonic() + CANCEL_POLL
     try:
-        while True:
-            try:
-                proc.wait(timeout=0.05)
-                break
-            except subprocess.TimeoutExpired:
-                pass
+        while not watch.until_exit(max(0.0, min(deadline, next_cancel_check) - time.monotonic())):
             now = time.monotonic()
             if now >= deadline:
                 stopped = JobStatus.TIMEOUT
-            elif now >= next_cancel_check:
+                break
+            if now >= next_cancel_check:
                 next_cancel_check = now + CANCEL_POLL
                 if cancelled():
                     stopped = JobStatus.CANCELLED
-            if stopped is not None:
-                kill_group(proc.pid, proc)
-                proc.wait()
-                break
+                    break
     finally:
-        # Leftovers (background children, a killed worker's job) never outlive the job.
+        # Stopped or not, nothing of the job (background children included) outlives it.
         kill_group(proc.pid, proc)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        out.join(timeout=5)
-        err.join(timeout=5)
+        proc.wait()
+        watch.drain(DRAIN_LIMIT)
+        watch.close()
         if marker is not None:
             marker.unlink(missing_ok=True)
+    out, err = watch.out, watch.err
     error = err.text() or None
     if stopped is JobStatus.TIMEOUT:
-        limit = "the job's timeout"
-        error = (error or "") + f"\n[horus: killed at {limit}; raise --timeout if it needs longer]"
+        hint = "raise --timeout if it needs longer"
+        error = f"{error or ''}\n[horus: killed at the job's timeout; {hint}]"
     elif stopped is JobStatus.CANCELLED:
         error = (error or "") + "\n[horus: cancelled while running]"
     status = stopped or (JobStatus.COMPLETED if proc.returncode == 0 else JobStatus.FAILED)

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from horus.cli import cli
+from horus.cli.group import cli
 from horus.client import Client
 from horus.errors import InvalidJob, JobStateError
 from horus.job import JobResult, JobStatus, parse_job

@@ -3,15 +3,36 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 import click
 
 from horus import config
-from horus.cli import cli
+from horus.cli.group import cli
 from horus.client import Client
 from horus.job import Job, JobResult
 from horus.supervisor import Platform, run_flower
 from horus.worker import run_worker
+
+Command = Callable[..., Any]
+
+
+def flower_options(prefix: str = "") -> Callable[[Command], Command]:
+    """The address and port options of Flower, as ``--{prefix}address`` / ``--{prefix}port``."""
+
+    def decorate(command: Command) -> Command:
+        command = click.option(
+            f"--{prefix}port", default=5555, show_default=True, help="Port Flower listens on."
+        )(command)
+        return click.option(
+            f"--{prefix}address",
+            default="127.0.0.1",
+            show_default=True,
+            help="Address Flower listens on; beyond localhost it needs FLOWER_BASIC_AUTH.",
+        )(command)
+
+    return decorate
 
 
 @cli.command()
@@ -22,13 +43,7 @@ from horus.worker import run_worker
     show_default=True,
     help="Jobs each runner's worker runs at once.",
 )
-@click.option(
-    "--flower-address",
-    default="127.0.0.1",
-    show_default=True,
-    help="Address Flower listens on; beyond localhost it needs FLOWER_BASIC_AUTH.",
-)
-@click.option("--flower-port", default=5555, show_default=True)
+@flower_options("flower-")
 def up(concurrency: int, flower_address: str, flower_port: int) -> None:
     """Start the platform in the foreground: Redis (embedded unless HORUS_BROKER_URL is
     set), a worker for every installed runner, and Flower. Ctrl-C stops all of it."""
@@ -36,13 +51,7 @@ def up(concurrency: int, flower_address: str, flower_port: int) -> None:
 
 
 @cli.command()
-@click.option(
-    "--address",
-    default="127.0.0.1",
-    show_default=True,
-    help="Address to listen on; beyond localhost it needs FLOWER_BASIC_AUTH.",
-)
-@click.option("--port", default=5555, show_default=True)
+@flower_options()
 def flower(address: str, port: int) -> None:
     """Run Flower, the web monitor, on the Horus broker."""
     run_flower(address, port)

@@ -12,5 +12,5 @@ app.config_from_object("celeryconfig")
 
 @app.task(name="raw.run_true")
 def run_true() -> int:
-    """Run /bin/true and return its exit code."""
-    return subprocess.run(["/bin/true"], check=False).returncode
+    """Run the shell command `true` (as a Horus shell job does) and return its exit code."""
+    return subprocess.run("true", shell=True, check=False).returncode

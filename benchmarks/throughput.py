@@ -1,11 +1,11 @@
 """Throughput of Horus against raw Celery, on the same machine in the same run.
 
-Both sides run the same work, `/bin/true` in a subprocess, on the same embedded Redis with
-one worker process of the same concurrency. Raw Celery is a plain task calling
-``subprocess.run``; Horus adds its validation, job record, status transitions, process-group
-handling and result. The figure that matters is the ratio, printed last.
+Both sides run the same work, the shell command `true` in a subprocess, on the same
+embedded Redis with one worker process of the same concurrency. Raw Celery is a plain task
+calling ``subprocess.run``; Horus adds its validation, job record, status transitions,
+process-group handling and result. The figure that matters is the ratio, printed last.
 
-    .venv/bin/python benchmarks/throughput.py [--jobs 300] [--concurrency 2]
+    .venv/bin/python benchmarks/throughput.py [--jobs 400] [--concurrency 2] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -88,21 +89,30 @@ def horus(jobs: int, concurrency: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=300)
+    parser.add_argument("--jobs", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved raw/Horus rounds")
     args = parser.parse_args()
     settings = config.load()
     server = EmbeddedRedis(settings.home, settings.embedded_socket)
     server.start()
+    ratios = []
     try:
-        raw = raw_celery(args.jobs, args.concurrency)
-        ours = horus(args.jobs, args.concurrency)
+        for round_no in range(1, args.rounds + 1):
+            raw = raw_celery(args.jobs, args.concurrency)
+            ours = horus(args.jobs, args.concurrency)
+            ratios.append(raw / ours)
+            print(
+                f"round {round_no}: raw Celery {args.jobs / raw:6.1f} jobs/s, "
+                f"Horus {args.jobs / ours:6.1f} jobs/s, ratio {raw / ours:.2f}"
+            )
     finally:
         server.stop()
         shutil.rmtree(HOME, ignore_errors=True)
-    print(f"raw Celery: {args.jobs / raw:8.1f} jobs/s ({raw:.2f} s)")
-    print(f"Horus:      {args.jobs / ours:8.1f} jobs/s ({ours:.2f} s)")
-    print(f"Horus / raw Celery throughput ratio: {raw / ours:.2f}")
+    print(
+        f"Horus / raw Celery throughput ratio (median of {args.rounds}): "
+        f"{statistics.median(ratios):.2f}"
+    )
 
 
 if __name__ == "__main__":

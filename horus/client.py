@@ -2,37 +2,63 @@
 
 It offers the seed-001 calls (``create_job``, ``start_job``, ``run_job_and_await_result``,
 ``get_job_status``, ``get_job_result``, ``get_job_output``, ``cancel_job``, ``list_jobs``).
-A job is validated with the same function the worker uses, recorded as pending, and only
-then published to its runner's queue.
+A job has its secrets sealed, is signed with the client's keys, passes the checks the worker
+will apply, is recorded as pending, and only then is published to its runner's queue.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from celery import Celery
 from kombu.exceptions import OperationalError
+from nacl.signing import SigningKey
 
-from horus import config, registry
+from horus import config, registry, sealing, signing
 from horus.app import app as default_app
+from horus.audit import Audit
 from horus.config import Settings, redact
 from horus.errors import BrokerUnavailable, InvalidJob, JobStateError, UnknownRunner
 from horus.job import Job, JobResult, JobStatus, parse_job
+from horus.keys import load as load_key
 from horus.routing import TASK_NAME, queue_for
+from horus.signing import CancelRequest
 from horus.store import Record, Store
+from horus.trust import Gate, signing_keys
 
 #: seconds the worker's hard time limit exceeds a job's own timeout (a backstop only)
 HARD_LIMIT_MARGIN = 60
 
 
 class Client:
-    """Submits, inspects and cancels jobs."""
+    """Submits, inspects and cancels jobs.
 
-    def __init__(self, settings: Settings | None = None, app: Celery | None = None) -> None:
+    ``keys`` are what the client signs jobs and cancel requests with: signing keys or paths
+    to key files. Left out, it is the key at ``HORUS_KEY`` (default
+    ``$HORUS_HOME/keys/local.key``, made by ``horus init``) when that file exists.
+    ``validity`` is how many seconds a signature stays valid.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        app: Celery | None = None,
+        keys: Sequence[SigningKey | Path | str] | None = None,
+        validity: int = signing.DEFAULT_VALIDITY,
+    ) -> None:
         self.settings = settings or config.load()
         self.store = Store(self.settings)
         self.app = app or default_app
+        self.gate = Gate(self.settings)
+        self.keys = (
+            signing_keys((), self.settings)
+            if keys is None
+            else [k if isinstance(k, SigningKey) else load_key(Path(k)) for k in keys]
+        )
+        self.validity = validity
 
     # -- submitting -------------------------------------------------------------------
 
@@ -41,27 +67,45 @@ class Client:
         served = {r for w in self.store.live_workers().values() for r in w.get("runners", [])}
         return frozenset(registry.installed().runners) | served
 
+    def prepare(self, job: Job | dict[str, Any], secrets: Mapping[str, str] | None = None) -> Job:
+        """The job as it will be sent: ``secrets`` sealed into it, signed with every key of
+        this client (one it was already signed with is not signed again)."""
+        job = job if isinstance(job, Job) else parse_job(job)
+        if secrets:
+            if job.signatures:
+                raise InvalidJob("add secrets before signing: signatures cover the secrets")
+            sealed = sealing.seal(secrets, self.gate.secrets_key())
+            job = parse_job({**job.model_dump(), "secrets": {**job.secrets, **sealed}})
+        for key in self.keys:
+            job = signing.sign(job, key, self.validity)
+        return job
+
     def check(self, job: Job) -> Job:
-        """Refuse a job no worker could run, with the same checks the worker applies."""
+        """Refuse a job no worker would run, with the same checks the worker applies:
+        the runner's own validation, signatures, expiry and (when the policy file is
+        readable here) the policy."""
         installed = registry.installed()
         runner = installed.runners.get(job.runner_id)
         if runner is None:
             known = self.known_runners()
             if job.runner_id not in known:
                 raise UnknownRunner(job.runner_id, sorted(known))
-            return job  # served by a live worker elsewhere, which validates it
-        registry.validate(runner, job)
+        else:
+            registry.validate(runner, job)
+        self.gate.judge(job, policy_required=False)
         return job
 
-    def _create(self, job: Job | dict[str, Any]) -> Job:
-        job = self.check(job if isinstance(job, Job) else parse_job(job))
+    def _create(self, job: Job | dict[str, Any], secrets: Mapping[str, str] | None) -> Job:
+        job = self.check(self.prepare(job, secrets))
         if not self.store.create(job):
             raise InvalidJob(f"job id {job.id!r} is taken; leave id unset to get a fresh one")
         return job
 
-    def create_job(self, job: Job | dict[str, Any]) -> str:
-        """Validate and record a job as pending without sending it; returns its id."""
-        return self._create(job).id
+    def create_job(
+        self, job: Job | dict[str, Any], secrets: Mapping[str, str] | None = None
+    ) -> str:
+        """Validate, sign and record a job as pending without sending it; returns its id."""
+        return self._create(job, secrets).id
 
     def start_job(self, job_id: str) -> None:
         """Send a created (pending) job to its runner's queue."""
@@ -70,9 +114,10 @@ class Client:
             raise JobStateError(f"job {job_id} is {record.status}; only a pending job can start")
         self._publish(record.job)
 
-    def submit(self, job: Job | dict[str, Any]) -> str:
-        """Create and start a job in one call; returns its id."""
-        created = self._create(job)
+    def submit(self, job: Job | dict[str, Any], secrets: Mapping[str, str] | None = None) -> str:
+        """Create and start a job in one call; returns its id. ``secrets`` are env vars
+        sealed to the workers' key: only the worker running the job can read them."""
+        created = self._create(job, secrets)
         try:
             self._publish(created)  # the job just validated and recorded: no re-read
         except BrokerUnavailable:
@@ -81,17 +126,20 @@ class Client:
         return created.id
 
     def run_job_and_await_result(
-        self, job: Job | dict[str, Any], timeout: float | None = None
+        self,
+        job: Job | dict[str, Any],
+        timeout: float | None = None,
+        secrets: Mapping[str, str] | None = None,
     ) -> JobResult:
         """Submit a job and wait for its result (seed 001's one-shot call)."""
-        return self.wait(self.submit(job), timeout)
+        return self.wait(self.submit(job, secrets), timeout)
 
     def _publish(self, job: Job) -> None:
         summary = f"runner={job.runner_id} payload={job.payload[:80]!r}"
         try:
             self.app.send_task(
                 TASK_NAME,
-                args=[job.model_dump(mode="json")],
+                args=[job.model_dump_json()],
                 task_id=job.id,
                 queue=queue_for(job.runner_id),
                 routing_key=queue_for(job.runner_id),
@@ -153,9 +201,15 @@ class Client:
     def cancel_job(self, job_id: str) -> JobStatus:
         """Cancel a job: a pending one never starts, a running one is stopped.
 
-        Returns the status right after the request: ``cancelled`` for a pending job,
-        ``running`` for one whose worker is stopping it now.
+        The request is signed with this client's keys; it counts only when one of them
+        signed the job or is a canceller the policy names (the worker checks again before it
+        stops anything). Returns the status right after the request: ``cancelled`` for a
+        pending job, ``running`` for one whose worker is stopping it now.
         """
+        record = self.store.get(job_id)
+        request = CancelRequest.make(job_id, self.keys)
+        signers = self.gate.judge_cancel(record.job, request, policy_required=False)
+        raw = request.model_dump_json()
         now = datetime.now(UTC)
         result = JobResult(
             job_id=job_id,
@@ -167,12 +221,20 @@ class Client:
             job_id,
             JobStatus.CANCELLED,
             [JobStatus.PENDING],
-            {"completed_at": now.isoformat(), "result": result.model_dump_json(), "cancel": "1"},
+            {"completed_at": now.isoformat(), "result": result.model_dump_json(), "cancel": raw},
         )
         if moved.applied:
+            Audit(self.store).record(
+                job_id,
+                "cancel",
+                "accepted",
+                "cancelled before it started",
+                signers,
+                record.job.runner_id,
+            )
             return JobStatus.CANCELLED
         if moved.previous is JobStatus.RUNNING:
-            self.store.request_cancel(job_id)
+            self.store.request_cancel(job_id, raw)
             return JobStatus.RUNNING
         raise JobStateError(f"job {job_id} already ended {moved.previous}; nothing to cancel")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -19,6 +20,12 @@ class Settings:
     result_backend: str
     embedded_socket: Path
     retention_seconds: int
+    #: the key the CLI and the client sign with, when the file exists (``HORUS_KEY``)
+    key_path: Path
+    #: the worker's key: its public half is what clients seal secrets to (``HORUS_WORKER_KEY``)
+    worker_key_path: Path
+    #: who may run what where; workers refuse every job without it (``HORUS_POLICY``)
+    policy_path: Path
 
     @property
     def store_url(self) -> str:
@@ -48,12 +55,20 @@ def redact(url: str) -> str:
     return url
 
 
+def _path(name: str, default: Path) -> Path:
+    return Path(os.environ.get(name) or default).expanduser()
+
+
 def load() -> Settings:
     """The settings of this process."""
+    home = celeryconfig.HORUS_HOME
     return Settings(
-        home=celeryconfig.HORUS_HOME,
+        home=home,
         broker_url=celeryconfig.broker_url,
         result_backend=celeryconfig.result_backend,
         embedded_socket=celeryconfig.EMBEDDED_SOCKET,
         retention_seconds=celeryconfig.RETENTION_SECONDS,
+        key_path=_path("HORUS_KEY", home / "keys" / "local.key"),
+        worker_key_path=_path("HORUS_WORKER_KEY", home / "keys" / "worker.key"),
+        policy_path=_path("HORUS_POLICY", home / "policy.toml"),
     )

@@ -10,6 +10,7 @@
     ├── RunnerContractError         a runner plugin that does not keep the contract
     ├── JobNotFound                 no record for that job id (never created, or expired)
     ├── JobStateError               the job is not in a state that allows the request
+    ├── NotAllowed                  a signature, an expiry or the policy refuses the request
     └── JobFailed                   a job ended failed / timeout / cancelled; crosses Celery
 
 Each error's message is one line that names the problem and the fix. Errors that cross
@@ -102,6 +103,12 @@ class JobStateError(HorusError):
     """The job is not in a state that allows the request."""
 
     exit_code = 7
+
+
+class NotAllowed(HorusError):
+    """A signature does not verify, has expired, or the policy does not grant the request."""
+
+    exit_code = 8
 
 
 class JobFailed(HorusError):

@@ -11,12 +11,21 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from horus import jsontext
 from horus.errors import InvalidJob
 
 #: default job timeout in seconds (seed 000: "Default: 60 seconds")
@@ -32,6 +41,8 @@ MAX_ATTEMPTS = 100
 MAX_TAGS = 32
 MAX_DEPENDENCIES = 100
 MAX_SIGNATURES = 16
+#: characters of one sealed secret (base64 of the sealed box of a 4 KiB value)
+MAX_SEALED_CHARS = 5600
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 RUNNER_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
@@ -96,10 +107,13 @@ def json_depth(value: Any, limit: int = MAX_PARAMS_DEPTH) -> int:
     return deepest
 
 
-def _no_nul(value: str, field: str) -> str:
-    if "\x00" in value:
-        raise ValueError(f"{field} contains a NUL byte; remove it")
-    return value
+def _check_env_names(names: Iterable[str], what: str) -> None:
+    for name in names:
+        if not _ENV_NAME.fullmatch(name):
+            raise ValueError(
+                f"{what} name {name!r} is not a POSIX name; use letters, digits and _ "
+                "and do not start with a digit"
+            )
 
 
 class Job(BaseModel):
@@ -121,12 +135,42 @@ class Job(BaseModel):
     dependencies: tuple[str, ...] = Field(default=(), max_length=MAX_DEPENDENCIES)
     max_attempts: int = Field(default=1, ge=1, le=MAX_ATTEMPTS)
     tags: tuple[str, ...] = Field(default=(), max_length=MAX_TAGS)
+    #: when the signatures stop being valid; a worker never starts the job after it
+    expires_at: datetime | None = None
+    #: env vars sealed to the workers' key: name -> base64 sealed box (see horus.sealing)
+    secrets: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _clean_text(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            jsontext.check_tree(data, what="")
+        return data
+
+    @model_validator(mode="after")
+    def _times_and_names(self) -> Self:
+        if self.expires_at is not None and self.expires_at <= self.created_at:
+            raise ValueError("expires_at is not after created_at; give a later expiry")
+        both = set(self.secrets) & set(self.env_vars)
+        if both:
+            raise ValueError(
+                f"{sorted(both)} given both as env var and as secret; give each name once"
+            )
+        return self
+
+    @field_validator("created_at", "expires_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:  # a time without a zone is taken as UTC
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
     @field_validator("payload")
     @classmethod
     def _payload_size(cls, value: str) -> str:
-        _no_nul(value, "payload")
-        size = len(value.encode("utf-8", "surrogatepass"))
+        size = len(value.encode("utf-8"))
         if size > MAX_PAYLOAD_BYTES:
             raise ValueError(
                 f"payload is {size} bytes, over the limit of {MAX_PAYLOAD_BYTES}; "
@@ -139,17 +183,26 @@ class Job(BaseModel):
     def _env_names_and_size(cls, value: dict[str, str]) -> dict[str, str]:
         if len(value) > MAX_ENV_VARS:
             raise ValueError(f"{len(value)} env vars, over the limit of {MAX_ENV_VARS}")
+        _check_env_names(value, "env var")
         total = 0
         for name, val in value.items():
-            if not _ENV_NAME.fullmatch(name):
-                raise ValueError(
-                    f"env var name {name!r} is not a POSIX name; use letters, digits and _ "
-                    "and do not start with a digit"
-                )
-            _no_nul(val, f"env var {name}")
-            total += len(name) + len(val.encode("utf-8", "surrogatepass"))
+            total += len(name) + len(val.encode("utf-8"))
         if total > MAX_ENV_BYTES:
             raise ValueError(f"env vars take {total} bytes, over the limit of {MAX_ENV_BYTES}")
+        return value
+
+    @field_validator("secrets")
+    @classmethod
+    def _secret_names(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > MAX_ENV_VARS:
+            raise ValueError(f"{len(value)} secrets, over the limit of {MAX_ENV_VARS}")
+        _check_env_names(value, "secret")
+        for name, sealed in value.items():
+            if len(sealed) > MAX_SEALED_CHARS:
+                raise ValueError(
+                    f"secret {name} is {len(sealed)} characters sealed, over the limit of "
+                    f"{MAX_SEALED_CHARS}; pass large secrets by reference"
+                )
         return value
 
     @field_validator("params")
@@ -306,7 +359,7 @@ def explain(error: ValidationError, what: str = "job") -> str:
             message = "unknown field; remove it (see `horus schema job`)"
         elif hint and not item["type"].startswith("value_error"):
             message = f"{message}; {hint}"
-        parts.append(f"{field}: {message}")
+        parts.append(f"{field}: {message}" if item["loc"] else message)
     line = f"invalid {what}: " + "; ".join(parts)
     return line.replace("\r", "\\r").replace("\n", "\\n")
 
@@ -315,7 +368,11 @@ def parse_job(data: dict[str, Any] | str | bytes) -> Job:
     """Validate a job from a dict or JSON text; the one function client and worker share."""
     try:
         if isinstance(data, str | bytes):
-            return Job.model_validate_json(data)
+            data = jsontext.loads(data)
+            if not isinstance(data, dict):
+                raise InvalidJob("invalid job: it is not a JSON object; send a job object")
         return Job.model_validate(data)
-    except ValidationError as exc:
-        raise InvalidJob(explain(exc)) from None
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError too
+        if isinstance(exc, ValidationError):
+            raise InvalidJob(explain(exc)) from None
+        raise InvalidJob(f"invalid job: {exc}") from None

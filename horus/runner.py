@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -44,6 +44,8 @@ class RunContext:
     output_cap: int = OUTPUT_CAP
     #: where running process groups are recorded, so a supervisor can end orphans
     groups_dir: Path | None = None
+    #: the job's secrets, opened by the worker; set in the environment like env_vars
+    secrets: Mapping[str, str] = field(default_factory=dict)
 
     def environment(self) -> dict[str, str]:
         """A minimal environment plus the job's own env_vars (which win)."""
@@ -60,6 +62,7 @@ class RunContext:
         if self.job.context_id:
             env["HORUS_CONTEXT_ID"] = self.job.context_id
         env.update(self.job.env_vars)
+        env.update(self.secrets)
         return env
 
     def run_process(self, argv: Sequence[str], stdin: bytes | None = None) -> Outcome:

@@ -4,7 +4,7 @@ Keys (all under ``horus:``)::
 
     horus:job:<id>              hash: job (JSON), status, runner_id, context_id, caller_id,
                                 created_at, worker, started_at, completed_at, attempt,
-                                result (JSON), cancel
+                                result (JSON), cancel (a signed cancel request, JSON)
     horus:index:all             sorted sets of job ids scored by created_at, one per
     horus:index:status:<s>      status, runner and context: ``horus list`` reads these and
     horus:index:runner:<r>      never scans keys
@@ -106,7 +106,7 @@ class Record:
             completed_at=_dt(data.get("completed_at")),
             attempt=int(data.get("attempt") or 0),
             result=JobResult.model_validate_json(data["result"]) if data.get("result") else None,
-            cancel_requested=data.get("cancel") == "1",
+            cancel_requested=bool(data.get("cancel")),
         )
 
     def summary(self) -> dict[str, Any]:
@@ -273,15 +273,15 @@ class Store:
             finally:
                 pubsub.close()
 
-    def cancel_requested(self, job_id: str) -> bool:
-        """True once somebody asked to cancel the job."""
+    def cancel_request(self, job_id: str) -> str | None:
+        """The job's (signed) cancel request as JSON text, or None."""
         with self.reach():
-            return self.redis.hget(self.key(job_id), "cancel") == "1"
+            return self.redis.hget(self.key(job_id), "cancel") or None
 
-    def request_cancel(self, job_id: str) -> None:
-        """Flag a job for cancellation (the worker running it stops it)."""
+    def request_cancel(self, job_id: str, request: str) -> None:
+        """Attach a cancel request to a job; the worker running it checks and honours it."""
         with self.reach():
-            self.redis.hset(self.key(job_id), "cancel", "1")
+            self.redis.hset(self.key(job_id), "cancel", request)
 
     def find(
         self,

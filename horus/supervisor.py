@@ -21,7 +21,7 @@ from pathlib import Path
 
 import click
 
-from horus import registry
+from horus import registry, trust
 from horus.app import app
 from horus.config import Settings, redact
 from horus.embedded import EmbeddedRedis
@@ -142,6 +142,8 @@ class Platform:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: self.stopping.set())
         env = dict(os.environ)
+        for line in trust.init(self.settings):  # first run: a key the CLI signs with
+            click.echo(f"horus: {line}")
         try:
             if self.redis is not None:
                 self.redis.start()

@@ -1,7 +1,9 @@
 """The one Celery task that executes every job.
 
-A message can come from anywhere, so the worker validates the job again, checks that its
-record exists and is pending, and only then hands it to the runner. The JobResult is the
+A message can come from anywhere, so before any runner code the worker parses the job
+strictly, verifies its signatures and expiry, checks the policy and the runner, and moves
+its record from pending to running, which only one delivery can do: a replay finds the
+record ended and is refused. Every decision goes to the audit trail. The JobResult is the
 task's return value (completed) or the argument of :class:`JobFailed` (anything else), so
 Celery's result backend and Flower hold it, and failed jobs show as failures there.
 """
@@ -20,15 +22,19 @@ from typing import Any, NoReturn
 
 from celery import Task
 from celery.exceptions import Ignore
+from nacl.signing import SigningKey
 
-from horus import config, registry
+from horus import config, registry, sealing
 from horus.app import app
-from horus.errors import HorusError, InvalidJob, JobFailed, JobNotFound
+from horus.audit import Audit
+from horus.errors import ConfigError, HorusError, InvalidJob, JobFailed, JobNotFound, NotAllowed
 from horus.job import Job, JobResult, JobStatus, parse_job
 from horus.process import Outcome
 from horus.routing import TASK_NAME
 from horus.runner import RunContext, Runner
+from horus.signing import CancelRequest
 from horus.store import Store
+from horus.trust import Gate
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +45,37 @@ def store() -> Store:
     return Store(config.load())
 
 
+@cache
+def gate() -> Gate:
+    """The checks of this process (it re-reads the policy file when it changes)."""
+    return Gate(store().settings)
+
+
+@cache
+def audit() -> Audit:
+    """The audit trail this worker writes to."""
+    return Audit(store())
+
+
+@cache
+def worker_key() -> SigningKey:
+    """The key this worker opens secrets with (read once)."""
+    return gate().worker_key()
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _refuse(job_id: str, reason: str) -> NoReturn:
+def _refuse(
+    job_id: str, reason: str, signers: tuple[str, ...] = (), runner_id: str = ""
+) -> NoReturn:
     """Record a job the worker will not run as failed, with the reason, and stop."""
     log.warning("refused job %s: %s", job_id, reason)
+    try:
+        audit().record(job_id, "run", "refused", reason, signers, runner_id)
+    except HorusError as exc:
+        log.error("could not audit the refusal of job %s: %s", job_id, exc)
     now = _now()
     result = JobResult(
         job_id=job_id, status=JobStatus.FAILED, error=reason, started_at=now, completed_at=now
@@ -62,37 +92,40 @@ def _refuse(job_id: str, reason: str) -> NoReturn:
     raise JobFailed(result.model_dump(mode="json"))
 
 
-def _admit(task: Task[Any, Any], message: Any) -> tuple[Job, Runner]:
-    """Validate the message into a job this worker may run, or refuse it."""
+def _admit(task: Task[Any, Any], message: Any) -> tuple[Job, Runner, tuple[str, ...]]:
+    """Validate, verify and authorize the message into a job this worker may run, or
+    refuse it; returns the job, its runner and who signed it."""
     job_id = str(task.request.id)
-    if not isinstance(message, dict):
-        _refuse(job_id, "the message is not a job object; submit jobs with `horus enqueue`")
+    if not isinstance(message, str):  # the client sends the job as JSON text
+        _refuse(job_id, "the message is not a Horus job; submit jobs with `horus enqueue`")
     try:
         job = parse_job(message)
     except InvalidJob as exc:
         _refuse(job_id, str(exc))
     if job.id != job_id:
         _refuse(job_id, f"the message's task id {job_id} is not the job's id {job.id}")
+    try:
+        signers = gate().judge(job).signers
+    except NotAllowed as exc:
+        _refuse(job.id, str(exc), tuple(s.public_key for s in job.signatures), job.runner_id)
     runner = registry.installed().runners.get(job.runner_id)
     if runner is None:
         _refuse(
             job.id,
             f"this worker has no runner {job.runner_id!r}; start a worker with "
             f"`horus worker --runner {job.runner_id}`",
+            signers,
+            job.runner_id,
         )
     try:
         registry.validate(runner, job)
     except InvalidJob as exc:
-        _refuse(job.id, str(exc))
-    return job, runner
+        _refuse(job.id, str(exc), signers, job.runner_id)
+    return job, runner, signers
 
 
-@app.task(name=TASK_NAME, bind=True, throws=(JobFailed,))
-def execute(self: Task[Any, Any], message: Any) -> dict[str, Any]:
-    """Run one job and return its JobResult; raise JobFailed unless it completed."""
-    job, runner = _admit(self, message)
-    worker = str(self.request.hostname or "worker")
-    started = _now()
+def _start(job: Job, signers: tuple[str, ...], worker: str, started: datetime) -> None:
+    """Move the record from pending to running, or refuse/drop this delivery."""
     try:
         moved = store().transition(
             job.id,
@@ -105,11 +138,93 @@ def execute(self: Task[Any, Any], message: Any) -> dict[str, Any]:
             job.id,
             "the job has no record: it was not submitted through a Horus client; "
             "submit it with `horus enqueue` or Client.submit",
+            signers,
+            job.runner_id,
         )
-    if not moved.applied:
-        # Cancelled before it started, or already handled: never run it.
-        log.info("job %s is %s; not running it", job.id, moved.previous)
-        raise Ignore()
+    if moved.applied:
+        audit().record(job.id, "run", "accepted", "", signers, job.runner_id)
+        return
+    if moved.previous is JobStatus.CANCELLED:
+        reason = "the job was cancelled before it started"
+    elif moved.previous is not None and moved.previous.terminal:
+        reason = (
+            f"replay: the job already ended {moved.previous}; a job runs once, "
+            "submit a new job to run it again"
+        )
+    else:
+        reason = f"the job is already {moved.previous} on another worker"
+    log.info("job %s not run: %s", job.id, reason)
+    audit().record(job.id, "run", "refused", reason, signers, job.runner_id)
+    raise Ignore()
+
+
+class CancelCheck:
+    """Answers "was this job cancelled?" for the runner, honouring only a cancel request
+    signed by the job's submitter or a canceller the policy names."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.judged: dict[str, bool] = {}
+
+    def __call__(self) -> bool:
+        raw = store().cancel_request(self.job.id)
+        if raw is None:
+            return False
+        if raw not in self.judged:
+            self.judged[raw] = self._judge(raw)
+        return self.judged[raw]
+
+    def _judge(self, raw: str) -> bool:
+        signers: tuple[str, ...] = ()
+        try:
+            request = CancelRequest.model_validate_json(raw)
+            signers = tuple(s.public_key for s in request.signatures)
+            signers = gate().judge_cancel(self.job, request)
+        except (ValueError, HorusError) as exc:  # pydantic errors are ValueErrors
+            reason = str(exc).splitlines()[0]
+            log.warning("ignored a cancel request for job %s: %s", self.job.id, reason)
+            audit().record(self.job.id, "cancel", "refused", reason, signers, self.job.runner_id)
+            return False
+        audit().record(self.job.id, "cancel", "accepted", "", signers, self.job.runner_id)
+        return True
+
+
+def _open_secrets(job: Job, signers: tuple[str, ...]) -> dict[str, str]:
+    if not job.secrets:
+        return {}
+    try:
+        return sealing.unseal(job.secrets, worker_key())
+    except ConfigError as exc:
+        reason = f"this worker cannot open secrets: {exc}"
+    except NotAllowed as exc:
+        reason = str(exc)
+    _fail_running(job, reason, signers)
+
+
+def _fail_running(job: Job, reason: str, signers: tuple[str, ...]) -> NoReturn:
+    """End a job that started but cannot run, with the reason."""
+    now = _now()
+    result = JobResult(
+        job_id=job.id, status=JobStatus.FAILED, error=reason, started_at=now, completed_at=now
+    )
+    audit().record(job.id, "run", "refused", reason, signers, job.runner_id)
+    store().transition(
+        job.id,
+        JobStatus.FAILED,
+        [JobStatus.RUNNING],
+        {"completed_at": now.isoformat(), "result": result.model_dump_json()},
+    )
+    raise JobFailed(result.model_dump(mode="json"))
+
+
+@app.task(name=TASK_NAME, bind=True, throws=(JobFailed,))
+def execute(self: Task[Any, Any], message: Any) -> dict[str, Any]:
+    """Run one job and return its JobResult; raise JobFailed unless it completed."""
+    job, runner, signers = _admit(self, message)
+    worker = str(self.request.hostname or "worker")
+    started = _now()
+    _start(job, signers, worker, started)
+    secrets = _open_secrets(job, signers)
     workdir = Path(tempfile.mkdtemp(prefix=f"horus-{job.id[:12]}-"))
     clock = time.monotonic()
     try:
@@ -118,8 +233,9 @@ def execute(self: Task[Any, Any], message: Any) -> dict[str, Any]:
                 job=job,
                 workdir=workdir,
                 deadline=clock + job.timeout,
-                cancelled=lambda: store().cancel_requested(job.id),
+                cancelled=CancelCheck(job),
                 groups_dir=store().settings.home / "run" / "groups",
+                secrets=secrets,
             )
         )
     except Exception:
@@ -133,8 +249,8 @@ def execute(self: Task[Any, Any], message: Any) -> dict[str, Any]:
     result = JobResult(
         job_id=job.id,
         status=outcome.status,
-        output=outcome.output,
-        error=outcome.error,
+        output=sealing.redact(outcome.output, secrets.values()) or "",
+        error=sealing.redact(outcome.error, secrets.values()),
         exit_code=outcome.exit_code,
         started_at=started,
         completed_at=finished,

@@ -19,7 +19,7 @@ for _name in ("HORUS_BROKER_URL", "HORUS_RESULT_BACKEND"):
 
 import pytest  # noqa: E402
 
-from horus import config  # noqa: E402
+from horus import config, trust  # noqa: E402
 from horus.client import Client  # noqa: E402
 from horus.embedded import EmbeddedRedis  # noqa: E402
 from tests.harness import WorkerProcess  # noqa: E402
@@ -32,6 +32,7 @@ WORKER_SECRET = "worker-secret-never-in-a-job"
 def embedded_redis() -> Iterator[EmbeddedRedis]:
     """The embedded Redis, started the way `horus up` starts it."""
     settings = config.load()
+    trust.init(settings)  # the keys and policy `horus up` makes on a first run
     server = EmbeddedRedis(settings.home, settings.embedded_socket)
     server.start()
     yield server

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from horus.cli.group import cli
 from horus.client import Client
 from horus.errors import InvalidJob, JobStateError
 from horus.job import JobResult, JobStatus, parse_job
+from horus.signing import DEFAULT_VALIDITY
 
 #: exit code of ``horus enqueue --wait`` for each terminal status
 EXIT_CODES = {
@@ -58,6 +60,20 @@ def parse_pairs(pairs: tuple[str, ...], option: str, allow_json: bool) -> dict[s
     return out
 
 
+def read_secrets(pairs: tuple[str, ...]) -> dict[str, str]:
+    """``K=V`` gives the value V; ``K`` alone reads K from this process's environment, so
+    the value stays out of shell history and process listings."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            if name not in os.environ:
+                raise InvalidJob(f"--secret {name}: no {name} in your environment; export it")
+            value = os.environ[name]
+        out[name] = value
+    return out
+
+
 def print_result(result: JobResult, as_json: bool) -> None:
     """Print a result for people, or as JSON."""
     if as_json:
@@ -99,6 +115,30 @@ def print_result(result: JobResult, as_json: bool) -> None:
 @click.option("--caller", help="Who asks for the job.")
 @click.option("--tag", "tags", multiple=True, help="Free-form tag (repeatable).")
 @click.option("--max-attempts", type=int, help="How many times the job may be attempted.")
+@click.option(
+    "--secret",
+    "-s",
+    "secrets",
+    multiple=True,
+    metavar="K[=V]",
+    help="Secret env var, sealed to the workers' key; K alone takes the value from your "
+    "own environment.",
+)
+@click.option(
+    "--key",
+    "-k",
+    "key_paths",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Sign with this private key (repeatable); default HORUS_KEY if it exists.",
+)
+@click.option(
+    "--expires-in",
+    type=click.IntRange(1),
+    default=DEFAULT_VALIDITY,
+    show_default=True,
+    help="Seconds the signature stays valid; a worker never starts the job after that.",
+)
 @click.option("--wait", "-w", is_flag=True, help="Wait, print the output, exit by status.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def enqueue(
@@ -111,6 +151,9 @@ def enqueue(
     caller: str | None,
     tags: tuple[str, ...],
     max_attempts: int | None,
+    secrets: tuple[str, ...],
+    key_paths: tuple[Path, ...],
+    expires_in: int,
     wait: bool,
     as_json: bool,
 ) -> None:
@@ -132,8 +175,8 @@ def enqueue(
         fields["timeout"] = timeout
     if max_attempts is not None:
         fields["max_attempts"] = max_attempts
-    client = Client()
-    job_id = client.submit(parse_job(fields))
+    client = Client(keys=key_paths or None, validity=expires_in)
+    job_id = client.submit(parse_job(fields), read_secrets(secrets))
     if not wait:
         click.echo(json.dumps({"id": job_id}) if as_json else job_id)
         return
@@ -176,9 +219,18 @@ def result(job_id: str, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("job_id")
-def cancel(job_id: str) -> None:
+@click.option(
+    "--key",
+    "-k",
+    "key_paths",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Sign the request with this key (default HORUS_KEY); it must have signed the job "
+    "or be a canceller in the policy.",
+)
+def cancel(job_id: str, key_paths: tuple[Path, ...]) -> None:
     """Cancel a job: a pending job never starts, a running job is stopped."""
-    now = Client().cancel_job(job_id)
+    now = Client(keys=key_paths or None).cancel_job(job_id)
     click.echo(
         "cancelled" if now is JobStatus.CANCELLED else "cancelling: its worker is stopping it"
     )

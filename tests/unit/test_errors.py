@@ -46,7 +46,7 @@ def test_every_horus_error_derives_from_horus_error() -> None:
         and issubclass(obj, Exception)
         and obj.__module__ == errors.__name__
     ]
-    assert len(classes) == 9
+    assert len(classes) == 10
     assert all(issubclass(cls, HorusError) for cls in classes)
 
 

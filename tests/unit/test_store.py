@@ -232,12 +232,13 @@ def test_a_record_expires_within_the_retention_period(store: Store, runner_id: s
     assert 0 < store.redis.ttl(store.key(job.id)) <= retention
 
 
-def test_a_cancel_request_is_seen_by_cancel_requested(store: Store, runner_id: str) -> None:
+def test_a_cancel_request_is_kept_on_the_record(store: Store, runner_id: str) -> None:
     job = make_job(runner_id)
     store.create(job)
-    assert store.cancel_requested(job.id) is False
-    store.request_cancel(job.id)
-    assert store.cancel_requested(job.id) is True
+    assert store.cancel_request(job.id) is None
+    store.request_cancel(job.id, '{"job_id": "x"}')
+    assert store.cancel_request(job.id) == '{"job_id": "x"}'
+    assert store.get(job.id).cancel_requested is True
     assert store.get(job.id).cancel_requested is True
 
 

@@ -1,0 +1,101 @@
+"""The audit trail: every decision to run or refuse a job, or to honour a cancel request.
+
+Keys::
+
+    horus:audit                 stream of every entry, trimmed to the retention period
+    horus:audit:job:<id>        list of one job's entries (JSON), expiring with its record
+
+Both are written in one pipelined round trip.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from horus.store import PREFIX, Store
+
+STREAM = f"{PREFIX}audit"
+#: most entries the stream keeps, whatever their age
+MAX_ENTRIES = 1_000_000
+
+Action = Literal["run", "cancel"]
+Verdict = Literal["accepted", "refused"]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One decision."""
+
+    job_id: str
+    action: str
+    decision: str
+    reason: str
+    signers: list[str] = field(default_factory=list)
+    runner_id: str = ""
+    where: str = ""
+    at: float = 0.0
+
+    def line(self) -> str:
+        """The entry as one line for people."""
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.at))
+        keys = ",".join(s.removeprefix("ed25519:")[:12] for s in self.signers) or "unsigned"
+        reason = f"  {self.reason}" if self.reason else ""
+        return (
+            f"{when}  {self.decision:<8} {self.action:<6} {self.job_id:<34} "
+            f"{self.runner_id or '-':<10} {keys}{reason}"
+        )
+
+
+class Audit:
+    """Writes and reads audit entries in the job store."""
+
+    def __init__(self, store: Store, where: str | None = None) -> None:
+        self.store = store
+        self.where = where or socket.gethostname()
+
+    def record(
+        self,
+        job_id: str,
+        action: Action,
+        decision: Verdict,
+        reason: str = "",
+        signers: tuple[str, ...] = (),
+        runner_id: str = "",
+    ) -> Entry:
+        """Append one decision to the trail."""
+        entry = Entry(
+            job_id=job_id,
+            action=action,
+            decision=decision,
+            reason=reason,
+            signers=list(signers),
+            runner_id=runner_id,
+            where=self.where,
+            at=time.time(),
+        )
+        text = json.dumps(asdict(entry))
+        retention = self.store.settings.retention_seconds
+        oldest = int((entry.at - retention) * 1000)
+        per_job = f"{STREAM}:job:{job_id}"
+        with self.store.reach():
+            pipe = self.store.redis.pipeline(transaction=False)
+            pipe.xadd(STREAM, {"entry": text}, maxlen=MAX_ENTRIES, approximate=True)
+            pipe.xtrim(STREAM, minid=str(oldest), approximate=True)
+            pipe.rpush(per_job, text)
+            pipe.expire(per_job, retention)
+            pipe.execute()
+        return entry
+
+    def entries(self, job_id: str | None = None, limit: int = 50) -> list[Entry]:
+        """Newest first: all decisions, or those about one job."""
+        with self.store.reach():
+            if job_id is not None:
+                raw = self.store.redis.lrange(f"{STREAM}:job:{job_id}", -limit, -1)[::-1]
+            else:
+                rows: list[Any] = self.store.redis.xrevrange(STREAM, count=limit)
+                raw = [fields["entry"] for _, fields in rows]
+        return [Entry(**json.loads(text)) for text in raw]

@@ -112,7 +112,7 @@ class Client:
         record = self.store.get(job_id)
         if record.status is not JobStatus.PENDING:
             raise JobStateError(f"job {job_id} is {record.status}; only a pending job can start")
-        self._publish(record.job)
+        self._publish(self.check(record.job))  # an expired signature fails here, not later
 
     def submit(self, job: Job | dict[str, Any], secrets: Mapping[str, str] | None = None) -> str:
         """Create and start a job in one call; returns its id. ``secrets`` are env vars

@@ -63,3 +63,14 @@ def test_compose_redis_persists_and_flower_runs_the_horus_command(
     assert redis["command"][redis["command"].index("--appendonly") + 1] == "yes"
     assert redis["volumes"]
     assert compose["services"]["flower"]["command"][:2] == ["horus", "flower"]
+
+
+def test_compose_makes_keys_and_policy_once_and_workers_share_them(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    assert services["init"]["command"] == ["horus", "init"]
+    for runner in registry.installed().runners:
+        worker = services[f"worker-{runner}"]
+        assert worker["depends_on"]["init"]["condition"] == "service_completed_successfully"
+        assert any("/home/horus/.horus" in str(v) for v in worker["volumes"])

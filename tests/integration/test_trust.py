@@ -8,8 +8,13 @@ the broker would: recorded with ``Store.create`` and published straight to the q
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import socket
+import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,7 +30,7 @@ from horus.errors import NotAllowed
 from horus.job import Job, JobStatus
 from horus.routing import TASK_NAME, queue_for
 from horus.signing import CancelRequest
-from tests.harness import WorkerProcess, run_horus, wait_until
+from tests.harness import REPO, WorkerProcess, end_group, horus_cmd, run_horus, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -382,3 +387,47 @@ def test_cli_audit_lists_decisions_for_a_job(
     assert as_json[0]["signers"] == [local] and as_json[0]["decision"] == "accepted"
     checked = run_horus("policy", "check")
     assert checked.returncode == 0 and "valid" in checked.stdout
+
+
+def test_a_job_sent_through_flowers_task_api_never_runs(
+    client: Client, workers: dict[str, WorkerProcess], tmp_path: Path
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    env = {**os.environ, "FLOWER_BASIC_AUTH": "admin:pw"}
+    flower = subprocess.Popen(
+        horus_cmd("flower", "--port", str(port)),
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        job, canary = canary_job(tmp_path)
+        assert client.store.create(job)
+        # The attacker even names the job's id and its runner's queue.
+        body = json.dumps(
+            {"args": [job.model_dump_json()], "task_id": job.id, "queue": queue_for("shell")}
+        ).encode()
+        auth = base64.b64encode(b"admin:pw").decode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/task/async-apply/{TASK_NAME}",
+            data=body,
+            headers={"Authorization": f"Basic {auth}", "Content-Type": "application/json"},
+        )
+
+        def post() -> str | None:
+            try:
+                with urllib.request.urlopen(request, timeout=5) as reply:
+                    return str(json.load(reply)["task-id"])
+            except OSError:
+                return None
+
+        assert wait_until(post, timeout=30, step=0.5)
+        assert "unsigned" in refusal(client, job.id).reason
+        assert_refused_in_record(client, job.id, "sign it")
+        assert not canary.exists()
+    finally:
+        end_group(flower)

@@ -56,7 +56,7 @@ class Client:
         self.keys = (
             signing_keys((), self.settings)
             if keys is None
-            else [k if isinstance(k, SigningKey) else load_key(Path(k)) for k in keys]
+            else [k if isinstance(k, SigningKey) else load_key(Path(k).expanduser()) for k in keys]
         )
         self.validity = validity
 

@@ -12,10 +12,13 @@ import socket
 import threading
 from typing import Any
 
+import click
 from celery.signals import worker_ready, worker_shutdown
 
 from horus import config, registry
 from horus.app import app
+from horus.errors import ConfigError
+from horus.policy import PolicyFile
 from horus.routing import queue_for
 from horus.store import WORKER_TTL, Store
 
@@ -50,13 +53,29 @@ def _stop_heartbeat(sender: Any = None, **_: Any) -> None:
         log.warning("could not unregister worker %s: %s", name, exc)
 
 
+def _warn_about_trust(settings: config.Settings) -> None:
+    """Say at start what would make every job (or every job with secrets) be refused."""
+    try:
+        PolicyFile(settings.policy_path).current()
+    except ConfigError as exc:
+        click.echo(f"horus worker: warning: {exc}", err=True)
+    if not settings.worker_key_path.exists():
+        click.echo(
+            f"horus worker: warning: no worker key at {settings.worker_key_path}; jobs with "
+            "secrets will be refused (make it with `horus init`)",
+            err=True,
+        )
+
+
 def run_worker(runners: list[str], concurrency: int, loglevel: str = "INFO") -> None:
     """Consume the queues of ``runners`` (all installed runners if empty) until stopped."""
     installed = registry.installed()
     names = runners or sorted(installed.runners)
     for name in names:
         installed.get(name)  # refuses an unknown runner, listing the installed ones
-    Store(config.load()).ping()
+    settings = config.load()
+    Store(settings).ping()
+    _warn_about_trust(settings)
     _served[:] = names
     queues = ",".join(queue_for(n) for n in names)
     node = f"horus-{'-'.join(names)}-{os.getpid()}@%h"

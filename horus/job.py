@@ -356,7 +356,8 @@ def explain(error: ValidationError, what: str = "job") -> str:
         message = item["msg"].removeprefix("Value error, ")
         hint = _HINTS.get(str(item["loc"][0])) if item["loc"] else None
         if item["type"] == "extra_forbidden":
-            message = "unknown field; remove it (see `horus schema job`)"
+            see = "`horus schema job`" if what == "job" else "the README"
+            message = f"unknown field; remove it (see {see})"
         elif hint and not item["type"].startswith("value_error"):
             message = f"{message}; {hint}"
         parts.append(f"{field}: {message}" if item["loc"] else message)

@@ -8,6 +8,7 @@ into a string that is not valid UTF-8. A job read with :func:`loads` has none of
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 #: the deepest nesting a whole job may have (its params may nest 32 levels)
@@ -27,6 +28,13 @@ def _constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON; use a number or null")
 
 
+def _float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:40]} is too large for a number; use a smaller one")
+    return value
+
+
 def loads(text: str | bytes, what: str = "job") -> Any:
     """Parse JSON text, refusing duplicate keys, NaN/Infinity, invalid UTF-8 and nesting
     too deep for the parser; :class:`ValueError` names the problem. Check the strings and
@@ -37,7 +45,9 @@ def loads(text: str | bytes, what: str = "job") -> Any:
         except UnicodeDecodeError as exc:
             raise ValueError(f"{what} is not valid UTF-8 (byte {exc.start}); send UTF-8") from None
     try:
-        value = json.loads(text, object_pairs_hook=_pairs, parse_constant=_constant)
+        value = json.loads(
+            text, object_pairs_hook=_pairs, parse_constant=_constant, parse_float=_float
+        )
     except RecursionError:
         raise ValueError(f"{what} nests too deeply; flatten it") from None
     except json.JSONDecodeError as exc:
@@ -57,8 +67,8 @@ def _check_str(value: str, where: str) -> None:
 
 
 def check_tree(value: Any, what: str = "job", limit: int = MAX_DEPTH) -> None:
-    """Refuse NUL bytes and lone surrogates in any key or string, and nesting past
-    ``limit``; the message names where."""
+    """Refuse keys that are not strings, NUL bytes and lone surrogates in any key or
+    string, and nesting past ``limit``; the message names where."""
     stack: list[tuple[Any, int, str]] = [(value, 1, what)]
     while stack:
         item, depth, where = stack.pop()
@@ -70,8 +80,9 @@ def check_tree(value: Any, what: str = "job", limit: int = MAX_DEPTH) -> None:
             _check_str(item, where or "a value")
         elif isinstance(item, dict):
             for key, inner in item.items():
-                if isinstance(key, str):
-                    _check_str(key, f"a key in {where or 'the object'}")
+                if not isinstance(key, str):
+                    raise ValueError(f"{where or 'the object'}: key {key!r} is not a string")
+                _check_str(key, f"a key in {where or 'the object'}")
                 name = f"{where}.{str(key)[:40]}" if where else str(key)[:40]
                 stack.append((inner, depth + 1, name))
         elif isinstance(item, list | tuple):

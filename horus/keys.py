@@ -36,9 +36,12 @@ def parse_public(text: str) -> VerifyKey:
     if not text.startswith(PUBLIC_PREFIX):
         raise ValueError(f"public key {text[:60]!r} does not start with {PUBLIC_PREFIX!r}")
     try:
-        raw = base64.b64decode(text.removeprefix(PUBLIC_PREFIX), validate=True)
+        encoded = text.removeprefix(PUBLIC_PREFIX)
+        raw = base64.b64decode(encoded, validate=True)
         if len(raw) != 32:
             raise ValueError(f"public key {text[:60]!r} is {len(raw)} bytes, not 32")
+        if base64.b64encode(raw).decode() != encoded:  # one key, one spelling
+            raise ValueError(f"public key {text[:60]!r} is not in canonical base64")
         return VerifyKey(raw)
     except (binascii.Error, CryptoError) as exc:
         raise ValueError(f"public key {text[:60]!r} is not base64 of 32 bytes ({exc})") from None

@@ -210,13 +210,13 @@ def parse(text: str, origin: str) -> Policy:
 
 @dataclass
 class _Loaded:
-    stamp: tuple[int, int, int]
+    stamp: tuple[int, int, int, int]
     policy: Policy | None
     error: ConfigError | None
 
 
 class PolicyFile:
-    """A policy file read again whenever it changes (its size, mtime or inode)."""
+    """A policy file read again whenever it changes (its size, mtime, ctime or inode)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -236,7 +236,7 @@ class PolicyFile:
                 f"no policy at {self.path}: workers refuse every job without one; create it "
                 "with `horus init` or set HORUS_POLICY"
             ) from None
-        stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
+        stamp = (info.st_mtime_ns, info.st_ctime_ns, info.st_size, info.st_ino)
         with self._lock:
             if self._loaded is None or self._loaded.stamp != stamp:
                 try:

@@ -79,6 +79,8 @@ def sign(job: Job, key: SigningKey, validity: int = DEFAULT_VALIDITY) -> Job:
     The first signer sets ``expires_at`` (``validity`` seconds after ``created_at``) when
     the job has none; later signers sign the same bytes.
     """
+    if validity < 1:
+        raise ValueError(f"validity must be at least 1 second, not {validity}")
     if job.expires_at is None:
         if job.signatures:
             raise NotAllowed(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from nacl.signing import SigningKey
@@ -64,6 +64,11 @@ class Gate:
         signers = request.signers()
         if request.job_id != job.id:
             raise NotAllowed(f"the cancel request is for job {request.job_id}, not {job.id}")
+        if request.requested_at < job.created_at - timedelta(seconds=signing.CLOCK_SKEW):
+            raise NotAllowed(
+                "the cancel request was made before the job existed (an old request for a "
+                "reused job id); make a new one"
+            )
         if not job.signatures:
             return signers  # an unsigned job had no submitter to answer to
         if set(signers) & {s.public_key for s in job.signatures}:

@@ -23,6 +23,15 @@ from __future__ import annotations
 from typing import Any
 
 
+def one_line(text: str) -> str:
+    """``text`` with every character that is not printable escaped (line breaks, tabs,
+    terminal escape codes...), so text a sender chose stays on one line wherever it is
+    shown."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class HorusError(Exception):
     """Root of every error Horus raises.
 

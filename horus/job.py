@@ -26,7 +26,7 @@ from pydantic import (
 )
 
 from horus import jsontext
-from horus.errors import InvalidJob
+from horus.errors import InvalidJob, one_line
 
 #: default job timeout in seconds (seed 000: "Default: 60 seconds")
 DEFAULT_TIMEOUT = 60
@@ -361,8 +361,7 @@ def explain(error: ValidationError, what: str = "job") -> str:
         elif hint and not item["type"].startswith("value_error"):
             message = f"{message}; {hint}"
         parts.append(f"{field}: {message}" if item["loc"] else message)
-    line = f"invalid {what}: " + "; ".join(parts)
-    return line.replace("\r", "\\r").replace("\n", "\\n")
+    return one_line(f"invalid {what}: " + "; ".join(parts))
 
 
 def parse_job(data: dict[str, Any] | str | bytes) -> Job:
@@ -376,4 +375,4 @@ def parse_job(data: dict[str, Any] | str | bytes) -> Job:
     except ValueError as exc:  # pydantic's ValidationError is a ValueError too
         if isinstance(exc, ValidationError):
             raise InvalidJob(explain(exc)) from None
-        raise InvalidJob(f"invalid job: {exc}") from None
+        raise InvalidJob(one_line(f"invalid job: {exc}")) from None

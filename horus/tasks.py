@@ -24,10 +24,18 @@ from celery import Task
 from celery.exceptions import Ignore
 from nacl.signing import SigningKey
 
-from horus import config, registry, sealing
+from horus import config, registry, sealing, worker
 from horus.app import app
 from horus.audit import Audit
-from horus.errors import ConfigError, HorusError, InvalidJob, JobFailed, JobNotFound, NotAllowed
+from horus.errors import (
+    ConfigError,
+    HorusError,
+    InvalidJob,
+    JobFailed,
+    JobNotFound,
+    NotAllowed,
+    one_line,
+)
 from horus.job import Job, JobResult, JobStatus, parse_job
 from horus.process import Outcome
 from horus.routing import TASK_NAME
@@ -71,6 +79,7 @@ def _refuse(
     job_id: str, reason: str, signers: tuple[str, ...] = (), runner_id: str = ""
 ) -> NoReturn:
     """Record a job the worker will not run as failed, with the reason, and stop."""
+    reason = one_line(reason)
     log.warning("refused job %s: %s", job_id, reason)
     try:
         audit().record(job_id, "run", "refused", reason, signers, runner_id)
@@ -92,12 +101,16 @@ def _refuse(
     raise JobFailed(result.model_dump(mode="json"))
 
 
-def _admit(task: Task[Any, Any], message: Any) -> tuple[Job, Runner, tuple[str, ...]]:
+def _admit(
+    task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[Job, Runner, tuple[str, ...]]:
     """Validate, verify and authorize the message into a job this worker may run, or
     refuse it; returns the job, its runner and who signed it."""
     job_id = str(task.request.id)
-    if not isinstance(message, str):  # the client sends the job as JSON text
+    if len(args) != 1 or kwargs or not isinstance(args[0], str):
+        # the client sends exactly one argument: the job as JSON text
         _refuse(job_id, "the message is not a Horus job; submit jobs with `horus enqueue`")
+    message = args[0]
     try:
         job = parse_job(message)
     except InvalidJob as exc:
@@ -108,8 +121,9 @@ def _admit(task: Task[Any, Any], message: Any) -> tuple[Job, Runner, tuple[str, 
         signers = gate().judge(job).signers
     except NotAllowed as exc:
         _refuse(job.id, str(exc), tuple(s.public_key for s in job.signatures), job.runner_id)
+    served = worker.served()
     runner = registry.installed().runners.get(job.runner_id)
-    if runner is None:
+    if runner is None or (served and job.runner_id not in served):
         _refuse(
             job.id,
             f"this worker has no runner {job.runner_id!r}; start a worker with "
@@ -124,14 +138,14 @@ def _admit(task: Task[Any, Any], message: Any) -> tuple[Job, Runner, tuple[str, 
     return job, runner, signers
 
 
-def _start(job: Job, signers: tuple[str, ...], worker: str, started: datetime) -> None:
+def _start(job: Job, signers: tuple[str, ...], worker_name: str, started: datetime) -> None:
     """Move the record from pending to running, or refuse/drop this delivery."""
     try:
         moved = store().transition(
             job.id,
             JobStatus.RUNNING,
             [JobStatus.PENDING],
-            {"worker": worker, "started_at": started.isoformat(), "attempt": "1"},
+            {"worker": worker_name, "started_at": started.isoformat(), "attempt": "1"},
         )
     except JobNotFound:
         _refuse(
@@ -217,13 +231,13 @@ def _fail_running(job: Job, reason: str, signers: tuple[str, ...]) -> NoReturn:
     raise JobFailed(result.model_dump(mode="json"))
 
 
-@app.task(name=TASK_NAME, bind=True, throws=(JobFailed,))
-def execute(self: Task[Any, Any], message: Any) -> dict[str, Any]:
+@app.task(name=TASK_NAME, bind=True, throws=(JobFailed,), Request="horus.transport:Request")
+def execute(self: Task[Any, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
     """Run one job and return its JobResult; raise JobFailed unless it completed."""
-    job, runner, signers = _admit(self, message)
-    worker = str(self.request.hostname or "worker")
+    job, runner, signers = _admit(self, args, kwargs)
+    worker_name = str(self.request.hostname or "worker")
     started = _now()
-    _start(job, signers, worker, started)
+    _start(job, signers, worker_name, started)
     secrets = _open_secrets(job, signers)
     workdir = Path(tempfile.mkdtemp(prefix=f"horus-{job.id[:12]}-"))
     clock = time.monotonic()
@@ -254,7 +268,7 @@ def execute(self: Task[Any, Any], message: Any) -> dict[str, Any]:
         exit_code=outcome.exit_code,
         started_at=started,
         completed_at=finished,
-        worker=worker,
+        worker=worker_name,
         attempt=1,
         duration=round(time.monotonic() - clock, 6),
         output_truncated=outcome.output_truncated,

@@ -27,6 +27,11 @@ _stop = threading.Event()
 _served: list[str] = []
 
 
+def served() -> list[str]:
+    """The runners this worker process serves (empty outside a worker)."""
+    return list(_served)
+
+
 def _beat(name: str, store: Store) -> None:
     info = {"host": socket.gethostname(), "pid": os.getpid()}
     while not _stop.is_set():

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from nacl.signing import SigningKey
 
-from horus import config, keys, sealing, signing
+from horus import config, keys, signing
 from horus.app import app
 from horus.audit import Audit, Entry
 from horus.client import Client
@@ -90,8 +90,10 @@ def assert_refused_in_record(client: Client, job_id: str, words: str) -> None:
     """The job's record says failed, with a one-line reason containing ``words``."""
     assert wait_until(lambda: client.get_job_status(job_id) is JobStatus.FAILED)
     result = client.get_job_result(job_id)
-    assert result is not None and result.error is not None
-    assert words in result.error and "\n" not in result.error
+    assert result is not None
+    assert result.error is not None
+    assert words in result.error
+    assert "\n" not in result.error
 
 
 def signed(client: Client, job: Job) -> Job:
@@ -110,7 +112,8 @@ def test_a_tampered_job_never_runs_and_says_why(
     tampered = good.model_copy(update={"payload": f"touch {canary}; echo owned"})
     sneak(client, tampered, good.id, record=tampered)
     entry = refusal(client, good.id)
-    assert "does not verify" in entry.reason and entry.signers
+    assert "does not verify" in entry.reason
+    assert entry.signers
     assert_refused_in_record(client, good.id, "changed after signing")
     assert not canary.exists()
 
@@ -168,12 +171,12 @@ def test_an_unsigned_job_is_refused_by_default(
     job, canary = canary_job(tmp_path)
     with pytest.raises(NotAllowed, match="unsigned"):
         Client(keys=[]).submit(job)
-    assert client.list_jobs(limit=1000) and job.id not in {
-        r.job.id for r in client.list_jobs(limit=1000)
-    }
+    assert client.list_jobs(limit=1000)
+    assert job.id not in {r.job.id for r in client.list_jobs(limit=1000)}
     sneak(client, job, job.id, record=job)
     entry = refusal(client, job.id)
-    assert entry.signers == [] and "unsigned" in entry.reason
+    assert entry.signers == []
+    assert "unsigned" in entry.reason
     assert_refused_in_record(client, job.id, "sign it")
     assert not canary.exists()
 
@@ -240,7 +243,8 @@ def test_the_policy_reloads_without_restarting_workers(
     again, canary = canary_job(tmp_path)
     assert client.run_job_and_await_result(again, timeout=30).status is JobStatus.COMPLETED
     assert canary.exists()
-    assert workers["shell"].proc is not None and workers["shell"].proc.pid == pid
+    assert workers["shell"].proc is not None
+    assert workers["shell"].proc.pid == pid
 
 
 def test_a_grant_can_admit_unsigned_jobs_for_one_runner_and_context(
@@ -299,7 +303,8 @@ def test_secrets_reach_only_the_job_and_are_never_stored_in_clear(
     # The job prints the value: the redacted "***" shows it got exactly the secret.
     job = Job.new("shell", 'echo "${#DB_PASSWORD}"; echo "$DB_PASSWORD"')
     sent = client.prepare(job, secrets={"DB_PASSWORD": secret})
-    assert secret not in sent.model_dump_json() and "DB_PASSWORD" in sent.secrets
+    assert secret not in sent.model_dump_json()
+    assert "DB_PASSWORD" in sent.secrets
     result = client.run_job_and_await_result(job, timeout=30, secrets={"DB_PASSWORD": secret})
     assert (result.status, result.output) == (JobStatus.COMPLETED, f"{len(secret)}\n***\n")
     raw = client.store.redis
@@ -363,15 +368,18 @@ def test_cli_keys_generate_show_and_signing_with_an_unknown_key(
 ) -> None:
     path = tmp_path / "me.key"
     made = run_horus("keys", "generate", "--out", str(path))
-    assert made.returncode == 0 and made.stdout.startswith("ed25519:")
+    assert made.returncode == 0
+    assert made.stdout.startswith("ed25519:")
     assert path.stat().st_mode & 0o777 == 0o600
     shown = run_horus("keys", "show", str(path))
     assert shown.stdout == made.stdout
     again = run_horus("keys", "generate", "--out", str(path))
-    assert again.returncode == 2 and "--force" in again.stderr
+    assert again.returncode == 2
+    assert "--force" in again.stderr
     refused = run_horus("enqueue", "shell", "echo hi", "--key", str(path), "--wait")
     assert refused.returncode == 8
-    assert refused.stderr.count("\n") == 1 and "no grant lets key" in refused.stderr
+    assert refused.stderr.count("\n") == 1
+    assert "no grant lets key" in refused.stderr
 
 
 def test_cli_audit_lists_decisions_for_a_job(
@@ -381,12 +389,15 @@ def test_cli_audit_lists_decisions_for_a_job(
     job_id = json.loads(done.stdout)["job_id"]
     listed = run_horus("audit", "--job", job_id)
     assert listed.returncode == 0
-    assert "accepted" in listed.stdout and job_id in listed.stdout
+    assert "accepted" in listed.stdout
+    assert job_id in listed.stdout
     as_json = json.loads(run_horus("audit", "--job", job_id, "--json").stdout)
     local = keys.public_text(keys.load(config.load().key_path))
-    assert as_json[0]["signers"] == [local] and as_json[0]["decision"] == "accepted"
+    assert as_json[0]["signers"] == [local]
+    assert as_json[0]["decision"] == "accepted"
     checked = run_horus("policy", "check")
-    assert checked.returncode == 0 and "valid" in checked.stdout
+    assert checked.returncode == 0
+    assert "valid" in checked.stdout
 
 
 def test_a_job_sent_through_flowers_task_api_never_runs(

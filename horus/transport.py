@@ -1,0 +1,62 @@
+"""What keeps one hostile message from stopping a worker.
+
+- :class:`Transport`: kombu's Redis transport, except that an item on a queue that is not a
+  kombu message (garbage bytes, ``42``, a body that is not base64...) is logged and dropped.
+  kombu's own lets the decode error escape and the worker stops ("Unrecoverable error").
+  BRPOP has already removed the item, so dropping it loses nothing else.
+- :class:`Request`: Celery's task request, except that a message whose body or headers do
+  not have the task protocol's shape is rejected as an invalid task. Celery's own raises
+  ``ValueError`` out of the consumer, the worker stops, and the message, handed back,
+  stops every worker that takes it next.
+
+:func:`install` makes ``redis://``, ``rediss://`` and ``redis+socket://`` URLs use the
+transport; the ``horus.execute`` task uses the request class.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery.exceptions import InvalidTaskError
+from celery.worker.request import Request as CeleryRequest
+from kombu.transport import TRANSPORT_ALIASES
+from kombu.transport import redis as kombu_redis
+
+log = logging.getLogger(__name__)
+
+#: what a malformed item makes kombu raise while decoding or wrapping it
+_MALFORMED = (ValueError, TypeError, KeyError, AttributeError)
+
+
+class Channel(kombu_redis.Channel):
+    """A Redis channel that drops queue items it cannot read as messages."""
+
+    def _brpop_read(self, **options: Any) -> bool:
+        try:
+            return bool(super()._brpop_read(**options))  # type: ignore[misc]
+        except _MALFORMED as exc:
+            log.error("dropped an item that is not a message from a queue: %s", exc)
+            return True
+
+
+class Transport(kombu_redis.Transport):
+    """kombu's Redis transport with :class:`Channel`."""
+
+    Channel = Channel
+
+
+class Request(CeleryRequest):
+    """A task request that turns a malformed message into an invalid task."""
+
+    def __init__(self, message: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().__init__(message, *args, **kwargs)
+        except _MALFORMED as exc:
+            raise InvalidTaskError(f"malformed task message: {exc!r}"[:300]) from None
+
+
+def install() -> None:
+    """Use :class:`Transport` for every Redis broker URL in this process."""
+    for alias in ("redis", "rediss"):
+        TRANSPORT_ALIASES[alias] = f"{__name__}:Transport"

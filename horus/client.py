@@ -14,23 +14,19 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
-from kombu.exceptions import OperationalError
 from nacl.signing import SigningKey
 
 from horus import config, registry, sealing, signing
 from horus.app import app as default_app
 from horus.audit import Audit
-from horus.config import Settings, redact
+from horus.config import Settings
 from horus.errors import BrokerUnavailable, InvalidJob, JobStateError, UnknownRunner
 from horus.job import Job, JobResult, JobStatus, parse_job
 from horus.keys import load as load_key
-from horus.routing import TASK_NAME, queue_for
+from horus.publish import publish
 from horus.signing import CancelRequest
 from horus.store import Record, Store
 from horus.trust import Gate, signing_keys
-
-#: seconds the worker's hard time limit exceeds a job's own timeout (a backstop only)
-HARD_LIMIT_MARGIN = 60
 
 
 class Client:
@@ -135,27 +131,7 @@ class Client:
         return self.wait(self.submit(job, secrets), timeout)
 
     def _publish(self, job: Job) -> None:
-        summary = f"runner={job.runner_id} payload={job.payload[:80]!r}"
-        try:
-            self.app.send_task(
-                TASK_NAME,
-                args=[job.model_dump_json()],
-                task_id=job.id,
-                queue=queue_for(job.runner_id),
-                routing_key=queue_for(job.runner_id),
-                argsrepr=summary,
-                kwargsrepr="{}",
-                time_limit=job.timeout + HARD_LIMIT_MARGIN,
-                retry=True,
-                retry_policy={
-                    "max_retries": 2,
-                    "interval_start": 0.2,
-                    "interval_step": 0.5,
-                    "interval_max": 1,
-                },
-            )
-        except OperationalError as exc:
-            raise BrokerUnavailable(redact(str(self.app.conf.broker_url)), str(exc)) from None
+        publish(self.app, job)
 
     # -- inspecting -------------------------------------------------------------------
 

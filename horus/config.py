@@ -12,6 +12,50 @@ from horus.errors import ConfigError
 
 
 @dataclass(frozen=True)
+class Timing:
+    """How fast Horus notices and recovers, in seconds (tests and the fault suite shorten
+    them; the defaults suit production)."""
+
+    #: a running job's lease; a job whose worker stops renewing it is recovered after this
+    lease: float = 30.0
+    #: how often the sweeper looks for expired leases, due retries and vanished messages
+    sweep_interval: float = 5.0
+    #: the first retry delay after the second failure; it doubles from there (seed 003)
+    retry_base: float = 60.0
+    #: the longest retry delay
+    retry_cap: float = 3600.0
+    #: a pending job whose message was published this long ago is published again
+    republish_after: float = 600.0
+    #: how long a stopping worker lets running jobs finish before handing them back
+    shutdown_grace: float = 30.0
+
+
+_TIMING_ENV = {
+    "lease": "HORUS_LEASE",
+    "sweep_interval": "HORUS_SWEEP_INTERVAL",
+    "retry_base": "HORUS_RETRY_BASE",
+    "retry_cap": "HORUS_RETRY_CAP",
+    "republish_after": "HORUS_REPUBLISH_AFTER",
+    "shutdown_grace": "HORUS_SHUTDOWN_GRACE",
+}
+
+
+def _timing() -> Timing:
+    values: dict[str, float] = {}
+    for name, env in _TIMING_ENV.items():
+        raw = os.environ.get(env)
+        if not raw:
+            continue
+        try:
+            values[name] = float(raw)
+        except ValueError:
+            raise ConfigError(f"{env}={raw!r} is not a number of seconds; give one") from None
+        if values[name] < 0 or (name == "lease" and values[name] < 1):
+            raise ConfigError(f"{env}={raw!r} is too small; give a positive number of seconds")
+    return Timing(**values)
+
+
+@dataclass(frozen=True)
 class Settings:
     """The URLs and paths a Horus process works with."""
 
@@ -26,6 +70,8 @@ class Settings:
     worker_key_path: Path
     #: who may run what where; workers refuse every job without it (``HORUS_POLICY``)
     policy_path: Path
+    #: leases, sweeps, retries and shutdown grace
+    timing: Timing = Timing()
 
     @property
     def store_url(self) -> str:
@@ -71,4 +117,5 @@ def load() -> Settings:
         key_path=_path("HORUS_KEY", home / "keys" / "local.key"),
         worker_key_path=_path("HORUS_WORKER_KEY", home / "keys" / "worker.key"),
         policy_path=_path("HORUS_POLICY", home / "policy.toml"),
+        timing=_timing(),
     )

@@ -79,18 +79,24 @@ def _start_time(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]
 
 
-def kill_recorded_groups(groups_dir: Path) -> int:
-    """Kill the job process groups recorded in ``groups_dir`` whose leader still lives.
+def kill_recorded_groups(groups_dir: Path, orphans_only: bool = False) -> int:
+    """Kill the job process groups recorded in ``groups_dir`` whose leader still lives;
+    with ``orphans_only``, only those whose worker process (the one that started the job)
+    is gone.
 
     Each running job leaves a file named after its process group id holding the leader's
-    start time, so a supervisor can end the jobs of a worker that died without cleaning up.
+    start time and its worker process's pid and start time, so a worker or a supervisor can
+    end the jobs of a worker process that died without cleaning up, before the job is
+    recovered and run again.
     """
     killed = 0
-    for entry in groups_dir.glob("*") if groups_dir.is_dir() else []:
+    for entry in groups_dir.glob("[0-9]*") if groups_dir.is_dir() else []:
         try:
-            pgid, started = int(entry.name), entry.read_text().strip()
+            pgid, (started, owner, owner_started) = int(entry.name), entry.read_text().split()
         except (ValueError, OSError):
             continue
+        if orphans_only and _start_time(int(owner)) == owner_started:
+            continue  # its worker process lives and will end it
         if _start_time(pgid) == started:
             kill_group(pgid)
             killed += 1
@@ -127,7 +133,8 @@ def run_process(
     if groups_dir is not None:
         groups_dir.mkdir(parents=True, exist_ok=True)
         marker = groups_dir / str(proc.pid)
-        marker.write_text(_start_time(proc.pid) or "")
+        me = os.getpid()
+        marker.write_text(f"{_start_time(proc.pid)} {me} {_start_time(me)}")
     watch = Watch(proc, stdin, output_cap)
     stopped: JobStatus | None = None
     next_cancel_check = time.monotonic() + CANCEL_POLL

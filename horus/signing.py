@@ -115,20 +115,29 @@ def _check(signatures: Iterable[Signature], message: bytes, what: str) -> tuple[
     return tuple(signers)
 
 
-def verify(job: Job, now: datetime, retention: int) -> tuple[str, ...]:
-    """The keys that signed ``job``, once every signature verifies and none has expired;
-    :class:`NotAllowed` with the reason otherwise. An unsigned job gives ``()``."""
+def check_expiry(job: Job, now: datetime) -> None:
+    """:class:`NotAllowed` once the job's signatures have expired."""
+    if job.expires_at is not None and job.expires_at <= now:
+        raise NotAllowed(
+            f"the signature expired at {timestamp(job.expires_at)}; sign and submit the job "
+            "again (give a longer --expires-in if it waits in a queue that long)"
+        )
+
+
+def verify(
+    job: Job, now: datetime, retention: int, check_expiry_now: bool = True
+) -> tuple[str, ...]:
+    """The keys that signed ``job``, once every signature verifies and (unless
+    ``check_expiry_now`` is False) none has expired; :class:`NotAllowed` with the reason
+    otherwise. An unsigned job gives ``()``."""
     signers = _check(job.signatures, job_bytes(job), "job")
     if job.created_at > now + timedelta(seconds=CLOCK_SKEW):
         raise NotAllowed(
             f"the job was created at {timestamp(job.created_at)}, in the future; check the "
             "submitting machine's clock"
         )
-    if job.expires_at is not None and job.expires_at <= now:
-        raise NotAllowed(
-            f"the signature expired at {timestamp(job.expires_at)}; sign and submit the job "
-            "again (give a longer --expires-in if it waits in a queue that long)"
-        )
+    if check_expiry_now:
+        check_expiry(job, now)
     if signers:
         if job.expires_at is None:
             raise NotAllowed("the job is signed but has no expires_at; sign it with Horus")

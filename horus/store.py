@@ -4,13 +4,16 @@ Keys (all under ``horus:``)::
 
     horus:job:<id>              hash: job (JSON), status, runner_id, context_id, caller_id,
                                 created_at, worker, started_at, completed_at, attempt,
-                                result (JSON), cancel (a signed cancel request, JSON)
+                                tries, lease, retry_at, history (JSON), result (JSON),
+                                cancel (a signed cancel request, JSON)
     horus:index:all             sorted sets of job ids scored by created_at, one per
     horus:index:status:<s>      status, runner and context: ``horus list`` reads these and
     horus:index:runner:<r>      never scans keys
     horus:index:context:<c>
     horus:done:<id>             pub/sub channel: the terminal status, published by the
                                 transition that ends the job (waiters block on it)
+    horus:leases, retries,      the attempt bookkeeping of :mod:`horus.attempts`
+    queued, held:<worker>
     horus:workers               sorted set of live worker names scored by last heartbeat
     horus:worker:<name>         JSON: the runners a worker serves, its host and pid
 
@@ -72,6 +75,8 @@ if to ~= status then
 end
 if to ~= 'pending' and to ~= 'running' then
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+  redis.call('ZREM', ARGV[1] .. 'queued', ARGV[2])
+  redis.call('ZREM', ARGV[1] .. 'retries', ARGV[2])
   redis.call('PUBLISH', ARGV[1] .. 'done:' .. ARGV[2], to)
 end
 return {'ok', status}
@@ -94,6 +99,12 @@ class Record:
     attempt: int
     result: JobResult | None
     cancel_requested: bool
+    #: attempts that counted against max_attempts
+    tries: int = 0
+    #: every attempt that ended, oldest first: attempt, status, worker, at, ...
+    history: tuple[dict[str, Any], ...] = ()
+    #: when a pending job that failed before will be tried again (epoch seconds)
+    retry_at: float | None = None
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> Record:
@@ -107,6 +118,9 @@ class Record:
             attempt=int(data.get("attempt") or 0),
             result=JobResult.model_validate_json(data["result"]) if data.get("result") else None,
             cancel_requested=bool(data.get("cancel")),
+            tries=int(data.get("tries") or 0),
+            history=tuple(json.loads(data["history"])) if data.get("history") else (),
+            retry_at=float(data["retry_at"]) if data.get("retry_at") else None,
         )
 
     def summary(self) -> dict[str, Any]:
@@ -123,6 +137,9 @@ class Record:
             "started_at": self.started_at and self.started_at.isoformat(),
             "completed_at": self.completed_at and self.completed_at.isoformat(),
             "attempt": self.attempt,
+            "tries": self.tries,
+            "retry_at": self.retry_at,
+            "history": list(self.history),
         }
 
 
@@ -175,6 +192,7 @@ class Store:
             f"{PREFIX}index:all",
             f"{PREFIX}index:status:pending",
             f"{PREFIX}index:runner:{job.runner_id}",
+            f"{PREFIX}queued",  # the sweeper publishes it again should the message vanish
         ]
         if job.context_id:
             keys.append(f"{PREFIX}index:context:{job.context_id}")
@@ -201,6 +219,7 @@ class Store:
                 return
             pipe = self.redis.pipeline(transaction=True)
             pipe.delete(self.key(job_id))
+            pipe.zrem(f"{PREFIX}queued", job_id)
             for index in (
                 "all",
                 "status:pending",

@@ -1,5 +1,5 @@
 """``horus up``: the embedded Redis (when no broker is configured), a worker for every
-installed runner, and Flower, run in the foreground and stopped together.
+installed runner, the sweeper, and Flower, run in the foreground and stopped together.
 
 Children run in their own sessions so that Ctrl-C reaches only this process, which then
 stops them in order: workers first (they finish or hand back their jobs), then Flower, then
@@ -28,8 +28,8 @@ from horus.embedded import EmbeddedRedis
 from horus.errors import ConfigError
 from horus.process import kill_recorded_groups
 
-#: seconds workers get to finish running jobs when the platform stops
-STOP_GRACE = 20.0
+#: seconds a worker gets, beyond its shutdown grace, to hand back its jobs and exit
+HANDBACK_MARGIN = 10.0
 #: restarts allowed to a child that keeps dying, within RESTART_WINDOW seconds
 MAX_RESTARTS, RESTART_WINDOW = 5, 60.0
 
@@ -125,6 +125,7 @@ class Platform:
             )
             for name in sorted(registry.installed().runners)
         ]
+        self.sweeper = Child("sweeper", [*horus, "sweeper"], logs / "sweeper.log")
         self.flower = Child(
             "flower",
             [*horus, "flower", f"--address={flower_address}", f"--port={flower_port}"],
@@ -134,8 +135,8 @@ class Platform:
 
     @property
     def children(self) -> list[Child]:
-        """Workers first, then Flower: the order they are stopped in."""
-        return [*self.workers, self.flower]
+        """Workers first, then the sweeper, then Flower: the order they are stopped in."""
+        return [*self.workers, self.sweeper, self.flower]
 
     def run(self) -> None:
         """Start everything, keep it running until SIGINT/SIGTERM, then stop it all."""
@@ -186,11 +187,13 @@ class Platform:
     def stop(self) -> None:
         """Stop workers, then Flower, then Redis; end any job group left behind."""
         click.echo("Stopping Horus...")
-        threads = [threading.Thread(target=w.stop, args=(STOP_GRACE,)) for w in self.workers]
+        grace = self.settings.timing.shutdown_grace + HANDBACK_MARGIN
+        threads = [threading.Thread(target=w.stop, args=(grace,)) for w in self.workers]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+        self.sweeper.stop(5.0)
         self.flower.stop(5.0)
         kill_recorded_groups(self.settings.home / "run" / "groups")
         if self.redis is not None:

@@ -10,11 +10,13 @@ Celery's result backend and Flower hold it, and failed jobs show as failures the
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -24,20 +26,22 @@ from celery import Task
 from celery.exceptions import Ignore
 from nacl.signing import SigningKey
 
-from horus import config, registry, sealing, worker
+from horus import config, registry, sealing, signing, worker
 from horus.app import app
+from horus.attempts import Attempts, Started, backoff, entry
 from horus.audit import Audit
 from horus.errors import (
     ConfigError,
     HorusError,
     InvalidJob,
     JobFailed,
-    JobNotFound,
     NotAllowed,
     one_line,
 )
+from horus.guard import Guard
 from horus.job import Job, JobResult, JobStatus, parse_job
 from horus.process import Outcome
+from horus.publish import publish
 from horus.routing import TASK_NAME
 from horus.runner import RunContext, Runner
 from horus.signing import CancelRequest
@@ -57,6 +61,12 @@ def store() -> Store:
 def gate() -> Gate:
     """The checks of this process (it re-reads the policy file when it changes)."""
     return Gate(store().settings)
+
+
+@cache
+def attempts() -> Attempts:
+    """Attempt bookkeeping (leases, fencing) on this process's store."""
+    return Attempts(store())
 
 
 @cache
@@ -118,7 +128,7 @@ def _admit(
     if job.id != job_id:
         _refuse(job_id, f"the message's task id {job_id} is not the job's id {job.id}")
     try:
-        signers = gate().judge(job).signers
+        signers = gate().judge(job, check_expiry=False).signers
     except NotAllowed as exc:
         _refuse(job.id, str(exc), tuple(s.public_key for s in job.signatures), job.runner_id)
     served = worker.served()
@@ -138,16 +148,24 @@ def _admit(
     return job, runner, signers
 
 
-def _start(job: Job, signers: tuple[str, ...], worker_name: str, started: datetime) -> None:
-    """Move the record from pending to running, or refuse/drop this delivery."""
+def _start(job: Job, signers: tuple[str, ...], worker_name: str, started: datetime) -> Started:
+    """Start a new attempt: the record moves from pending to running under a lease, or this
+    delivery is refused (no record, a replay) or dropped (another attempt owns the job)."""
+    lease_until = time.time() + store().settings.timing.lease
     try:
-        moved = store().transition(
-            job.id,
-            JobStatus.RUNNING,
-            [JobStatus.PENDING],
-            {"worker": worker_name, "started_at": started.isoformat(), "attempt": "1"},
-        )
-    except JobNotFound:
+        signing.check_expiry(job, started)
+        expired = ""
+    except NotAllowed as exc:
+        expired = str(exc)
+    begun = attempts().start(
+        job.id, worker_name, started.isoformat(), lease_until, expired=bool(expired)
+    )
+    if begun.outcome == "expired":
+        _refuse(job.id, expired, signers, job.runner_id)
+    if begun.outcome == "ok":
+        audit().record(job.id, "run", "accepted", "", signers, job.runner_id)
+        return begun
+    if begun.outcome == "missing":
         _refuse(
             job.id,
             "the job has no record: it was not submitted through a Horus client; "
@@ -155,55 +173,108 @@ def _start(job: Job, signers: tuple[str, ...], worker_name: str, started: dateti
             signers,
             job.runner_id,
         )
-    if moved.applied:
-        audit().record(job.id, "run", "accepted", "", signers, job.runner_id)
-        return
-    if moved.previous is JobStatus.CANCELLED:
+    if begun.outcome == "early":
+        reason = "a retry of the job is not due yet; the sweeper sends it when it is"
+    elif begun.status == JobStatus.CANCELLED:
         reason = "the job was cancelled before it started"
-    elif moved.previous is not None and moved.previous.terminal:
+    elif begun.status in {s.value for s in JobStatus if s.terminal}:
         reason = (
-            f"replay: the job already ended {moved.previous}; a job runs once, "
+            f"replay: the job already ended {begun.status}; a job runs once, "
             "submit a new job to run it again"
         )
     else:
-        reason = f"the job is already {moved.previous} on another worker"
+        reason = f"the job is already {begun.status}: another attempt owns it"
     log.info("job %s not run: %s", job.id, reason)
     audit().record(job.id, "run", "refused", reason, signers, job.runner_id)
     raise Ignore()
 
 
-class CancelCheck:
-    """Answers "was this job cancelled?" for the runner, honouring only a cancel request
-    signed by the job's submitter or a canceller the policy names."""
+def _honour_cancel(job: Job) -> Callable[[str], bool]:
+    """The judge of a job's cancel requests: only one signed by the job's submitter or a
+    canceller the policy names stops it; every decision is audited."""
 
-    def __init__(self, job: Job) -> None:
-        self.job = job
-        self.judged: dict[str, bool] = {}
-
-    def __call__(self) -> bool:
-        raw = store().cancel_request(self.job.id)
-        if raw is None:
-            return False
-        if raw not in self.judged:
-            self.judged[raw] = self._judge(raw)
-        return self.judged[raw]
-
-    def _judge(self, raw: str) -> bool:
+    def judge(raw: str) -> bool:
         signers: tuple[str, ...] = ()
         try:
             request = CancelRequest.model_validate_json(raw)
-            signers = tuple(s.public_key for s in request.signatures)
-            signers = gate().judge_cancel(self.job, request)
+            signers = tuple(s.public_key for s in request.signatures)  # as claimed
+            signers = gate().judge_cancel(job, request)
         except (ValueError, HorusError) as exc:  # pydantic errors are ValueErrors
-            reason = str(exc).splitlines()[0]
-            log.warning("ignored a cancel request for job %s: %s", self.job.id, reason)
-            audit().record(self.job.id, "cancel", "refused", reason, signers, self.job.runner_id)
+            reason = one_line(str(exc).splitlines()[0])
+            log.warning("ignored a cancel request for job %s: %s", job.id, reason)
+            audit().record(job.id, "cancel", "refused", reason, signers, job.runner_id)
             return False
-        audit().record(self.job.id, "cancel", "accepted", "", signers, self.job.runner_id)
+        audit().record(job.id, "cancel", "accepted", "", signers, job.runner_id)
         return True
 
+    return judge
 
-def _open_secrets(job: Job, signers: tuple[str, ...]) -> dict[str, str]:
+
+def _end(
+    job: Job, begun: Started, result: JobResult, guard: Guard | None, signers: tuple[str, ...]
+) -> dict[str, Any]:
+    """Record how the attempt ended: done, or back to pending for a retry. Returns the
+    result for Celery (completed) or raises JobFailed (anything else)."""
+    timing = store().settings.timing
+    data = result.model_dump(mode="json")
+    first_error = (result.error or "").strip().splitlines()
+    history = entry(
+        begun.attempt,
+        result.status.value,
+        result.worker,
+        exit_code=result.exit_code,
+        error=first_error[-1][:300] if first_error else None,
+    )
+    retry = (
+        result.status in (JobStatus.FAILED, JobStatus.TIMEOUT)
+        and not (guard and guard.cancelled)
+        and begun.tries < job.max_attempts
+    )
+    if retry:
+        delay = backoff(begun.tries, timing.retry_base, timing.retry_cap)
+        if not attempts().end(job.id, begun.attempt, "pending", history, {}, time.time() + delay):
+            raise Ignore()  # another attempt owns the job now
+        log.info(
+            "job %s attempt %d %s; retry in %.0f s", job.id, begun.attempt, result.status, delay
+        )
+        if delay == 0:
+            with contextlib.suppress(HorusError):  # else the sweeper sends it
+                publish(execute.app, job)
+                attempts().published(job.id, time.time())
+        raise JobFailed(data)
+    fields = {"completed_at": _now().isoformat(), "result": result.model_dump_json()}
+    if not attempts().end(job.id, begun.attempt, result.status.value, history, fields):
+        log.warning(
+            "job %s: attempt %d no longer owns the job; its result is dropped",
+            job.id,
+            begun.attempt,
+        )
+        raise Ignore()
+    if result.status is not JobStatus.COMPLETED:
+        raise JobFailed(data)
+    return data
+
+
+def _fail_started(job: Job, begun: Started, reason: str, signers: tuple[str, ...]) -> NoReturn:
+    """End an attempt that started but must not run (expired, secrets that do not open)."""
+    reason = one_line(reason)
+    audit().record(job.id, "run", "refused", reason, signers, job.runner_id)
+    now = _now()
+    result = JobResult(
+        job_id=job.id,
+        status=JobStatus.FAILED,
+        error=reason,
+        started_at=now,
+        completed_at=now,
+        attempt=begun.attempt,
+    )
+    fields = {"completed_at": now.isoformat(), "result": result.model_dump_json()}
+    history = entry(begun.attempt, "refused", None, error=reason[:300])
+    attempts().end(job.id, begun.attempt, JobStatus.FAILED.value, history, fields)
+    raise JobFailed(result.model_dump(mode="json"))
+
+
+def _open_secrets(job: Job, begun: Started, signers: tuple[str, ...]) -> dict[str, str]:
     if not job.secrets:
         return {}
     try:
@@ -212,54 +283,51 @@ def _open_secrets(job: Job, signers: tuple[str, ...]) -> dict[str, str]:
         reason = f"this worker cannot open secrets: {exc}"
     except NotAllowed as exc:
         reason = str(exc)
-    _fail_running(job, reason, signers)
+    _fail_started(job, begun, reason, signers)
 
 
-def _fail_running(job: Job, reason: str, signers: tuple[str, ...]) -> NoReturn:
-    """End a job that started but cannot run, with the reason."""
-    now = _now()
-    result = JobResult(
-        job_id=job.id, status=JobStatus.FAILED, error=reason, started_at=now, completed_at=now
-    )
-    audit().record(job.id, "run", "refused", reason, signers, job.runner_id)
-    store().transition(
-        job.id,
-        JobStatus.FAILED,
-        [JobStatus.RUNNING],
-        {"completed_at": now.isoformat(), "result": result.model_dump_json()},
-    )
-    raise JobFailed(result.model_dump(mode="json"))
-
-
-@app.task(name=TASK_NAME, bind=True, throws=(JobFailed,), Request="horus.transport:Request")
-def execute(self: Task[Any, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
-    """Run one job and return its JobResult; raise JobFailed unless it completed."""
-    job, runner, signers = _admit(self, args, kwargs)
-    worker_name = str(self.request.hostname or "worker")
-    started = _now()
-    _start(job, signers, worker_name, started)
-    secrets = _open_secrets(job, signers)
+def _run(job: Job, runner: Runner, ctx_secrets: dict[str, str], guard: Guard) -> Outcome:
     workdir = Path(tempfile.mkdtemp(prefix=f"horus-{job.id[:12]}-"))
-    clock = time.monotonic()
     try:
-        outcome = runner.run(
+        return runner.run(
             RunContext(
                 job=job,
                 workdir=workdir,
-                deadline=clock + job.timeout,
-                cancelled=CancelCheck(job),
+                deadline=time.monotonic() + job.timeout,
+                cancelled=guard,
                 groups_dir=store().settings.home / "run" / "groups",
-                secrets=secrets,
+                secrets=ctx_secrets,
             )
         )
     except Exception:
-        outcome = Outcome(
+        return Outcome(
             status=JobStatus.FAILED,
             error=f"runner {job.runner_id!r} crashed:\n{traceback.format_exc()}",
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    finished = _now()
+
+
+@app.task(name=TASK_NAME, bind=True, throws=(JobFailed,), Request="horus.transport:Request")
+def execute(self: Task[Any, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Run one attempt of a job and return its JobResult; raise JobFailed unless it
+    completed."""
+    job, runner, signers = _admit(self, args, kwargs)
+    worker_name = str(self.request.hostname or "worker")
+    started = _now()
+    begun = _start(job, signers, worker_name, started)
+    secrets = _open_secrets(job, begun, signers)
+    guard = Guard(
+        job, begun.attempt, attempts(), store().settings.timing.lease, _honour_cancel(job)
+    )
+    clock = time.monotonic()
+    try:
+        outcome = _run(job, runner, secrets, guard)
+    finally:
+        guard.close()
+    if guard.lost.is_set():
+        log.warning("job %s: attempt %d was taken back; not recording it", job.id, begun.attempt)
+        raise Ignore()
     result = JobResult(
         job_id=job.id,
         status=outcome.status,
@@ -267,19 +335,10 @@ def execute(self: Task[Any, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
         error=sealing.redact(outcome.error, secrets.values()),
         exit_code=outcome.exit_code,
         started_at=started,
-        completed_at=finished,
+        completed_at=_now(),
         worker=worker_name,
-        attempt=1,
+        attempt=begun.attempt,
         duration=round(time.monotonic() - clock, 6),
         output_truncated=outcome.output_truncated,
     )
-    store().transition(
-        job.id,
-        outcome.status,
-        [JobStatus.RUNNING],
-        {"completed_at": finished.isoformat(), "result": result.model_dump_json()},
-    )
-    data = result.model_dump(mode="json")
-    if outcome.status is not JobStatus.COMPLETED:
-        raise JobFailed(data)
-    return data
+    return _end(job, begun, result, guard, signers)

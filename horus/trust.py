@@ -41,13 +41,16 @@ class Gate:
         """The policy in force now (:class:`ConfigError` while the file is missing or bad)."""
         return self.policy_file.current()
 
-    def judge(self, job: Job, policy_required: bool = True) -> Decision:
+    def judge(self, job: Job, policy_required: bool = True, check_expiry: bool = True) -> Decision:
         """The decision for ``job``; :class:`NotAllowed` with the reason when refused.
 
         With ``policy_required=False`` (the client) a missing policy file skips the policy
-        check: the worker still makes it.
+        check: the worker still makes it. The worker checks the expiry itself, on a job's
+        first attempt only (``check_expiry=False``): a retry is not a replay.
         """
-        signers = signing.verify(job, datetime.now(UTC), self.settings.retention_seconds)
+        signers = signing.verify(
+            job, datetime.now(UTC), self.settings.retention_seconds, check_expiry
+        )
         if not policy_required and not self.policy_file.exists():
             return Decision(signers, None)
         try:

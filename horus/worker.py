@@ -1,7 +1,12 @@
-"""Starting a worker: which queues it consumes, and its heartbeat in the job store.
+"""Starting a worker: which queues it consumes, its heartbeat in the job store, the reaper
+of its dead processes' jobs, and the hand-back of running jobs when it stops.
 
 The heartbeat tells clients which runners live workers serve, so a runner installed only on
 worker machines is still known at enqueue, and ``horus runners`` can show who serves what.
+When a pool process dies, the reaper ends its job's processes within a second, before the
+sweeper can run the job again. On SIGTERM the worker lets running jobs finish for
+``HORUS_SHUTDOWN_GRACE`` seconds, then hands back what is left: each job goes back to
+pending (the attempt does not count) and is published again for another worker.
 """
 
 from __future__ import annotations
@@ -10,19 +15,27 @@ import logging
 import os
 import socket
 import threading
+import time
+from pathlib import Path
 from typing import Any
 
 import click
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
 
 from horus import config, registry
 from horus.app import app
+from horus.attempts import Attempts, entry
 from horus.errors import ConfigError
+from horus.job import JobStatus
 from horus.policy import PolicyFile
+from horus.process import kill_recorded_groups
+from horus.publish import publish
 from horus.routing import queue_for
 from horus.store import WORKER_TTL, Store
 
 log = logging.getLogger(__name__)
+#: seconds between two looks for job processes whose pool process died
+REAP_INTERVAL = 1.0
 _stop = threading.Event()
 _served: list[str] = []
 
@@ -42,10 +55,52 @@ def _beat(name: str, store: Store) -> None:
         _stop.wait(WORKER_TTL / 3)
 
 
+def _reap(groups: Path) -> None:
+    while not _stop.wait(REAP_INTERVAL):
+        try:
+            kill_recorded_groups(groups, orphans_only=True)
+        except OSError as exc:
+            log.warning("reaping orphaned jobs failed: %s", exc)
+
+
 @worker_ready.connect
 def _start_heartbeat(sender: Any = None, **_: Any) -> None:
     name = str(getattr(sender, "hostname", "worker"))
-    threading.Thread(target=_beat, args=(name, Store(config.load())), daemon=True).start()
+    settings = config.load()
+    threading.Thread(target=_beat, args=(name, Store(settings)), daemon=True).start()
+    groups = settings.home / "run" / "groups"
+    threading.Thread(target=_reap, args=(groups,), daemon=True).start()
+
+
+def hand_back(name: str, store: Store, grace: float) -> int:
+    """Wait up to ``grace`` seconds for worker ``name``'s jobs to finish, then hand back
+    those still running: pending again, published again. Returns how many."""
+    attempts = Attempts(store)
+    end = time.monotonic() + grace
+    while attempts.held(name) and time.monotonic() < end:
+        time.sleep(0.2)
+    handed = 0
+    for job_id in attempts.held(name):
+        record = store.get(job_id)
+        if record.status is not JobStatus.RUNNING or record.worker != name:
+            continue
+        note = entry(record.attempt, "handed back", name, error="its worker stopped")
+        if attempts.hand_back(job_id, record.attempt, note):
+            publish(app, record.job)
+            attempts.published(job_id, time.time())
+            handed += 1
+            log.warning("handed back job %s: the worker is stopping", job_id)
+    return handed
+
+
+@worker_shutting_down.connect
+def _hand_back_after_grace(sender: Any = None, **_: Any) -> None:
+    settings = config.load()
+    threading.Thread(
+        target=hand_back,
+        args=(str(sender), Store(settings), settings.timing.shutdown_grace),
+        daemon=True,
+    ).start()
 
 
 @worker_shutdown.connect
@@ -81,6 +136,7 @@ def run_worker(runners: list[str], concurrency: int, loglevel: str = "INFO") -> 
     settings = config.load()
     Store(settings).ping()
     _warn_about_trust(settings)
+    kill_recorded_groups(settings.home / "run" / "groups", orphans_only=True)
     _served[:] = names
     queues = ",".join(queue_for(n) for n in names)
     node = f"horus-{'-'.join(names)}-{os.getpid()}@%h"

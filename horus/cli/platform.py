@@ -1,18 +1,24 @@
-"""Commands that run the platform: up, flower, worker, runners, schema."""
+"""Commands that run the platform: up, flower, worker, sweeper, runners, schema."""
 
 from __future__ import annotations
 
 import json
+import logging
+import signal
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import click
 
 from horus import config
+from horus.app import app
 from horus.cli.group import cli
 from horus.client import Client
 from horus.job import Job, JobResult
+from horus.store import Store
 from horus.supervisor import Platform, run_flower
+from horus.sweeper import Sweeper
 from horus.worker import run_worker
 
 Command = Callable[..., Any]
@@ -72,6 +78,31 @@ def flower(address: str, port: int) -> None:
 def worker(runners: tuple[str, ...], concurrency: int, loglevel: str) -> None:
     """Run a worker consuming the queues horus.<runner> of the given runners."""
     run_worker(list(runners), concurrency, loglevel)
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Sweep once, print what it did, and exit.")
+def sweeper(once: bool) -> None:
+    """Recover jobs: take back running jobs whose worker died (their lease expired),
+    publish due retries, and publish again messages that vanished. `horus up` runs one;
+    run one (or more) next to workers on other machines."""
+    settings = config.load()
+    store = Store(settings)
+    store.ping()
+    sweeper = Sweeper(store, app)
+    if once:
+        click.echo(json.dumps(sweeper.sweep().__dict__))
+        return
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    timing = settings.timing
+    click.echo(
+        f"horus sweeper: every {timing.sweep_interval:g} s; leases {timing.lease:g} s",
+        err=True,
+    )
+    sweeper.run(stop)
 
 
 @cli.command()

@@ -199,7 +199,9 @@ def test_the_group_marker_exists_while_running_and_is_gone_after(tmp_path: Path)
     assert outcome.status is JobStatus.COMPLETED
     assert seen, "the process ended before the first cancel check"
     assert list(seen[0]) == [pid]
-    assert seen[0][pid].isdigit()  # the leader's start time, in clock ticks
+    leader_started, owner, owner_started = seen[0][pid].split()
+    assert leader_started.isdigit()  # the leader's start time, in clock ticks
+    assert (int(owner), owner_started) == (os.getpid(), _start_time(os.getpid()))
     assert list(groups.iterdir()) == []
 
 
@@ -217,7 +219,7 @@ def test_kill_recorded_groups_kills_a_recorded_live_group(
     groups.mkdir()
     started = _start_time(sleeper.pid)
     assert started is not None
-    (groups / str(sleeper.pid)).write_text(started)
+    (groups / str(sleeper.pid)).write_text(f"{started} {os.getpid()} {_start_time(os.getpid())}")
     assert kill_recorded_groups(groups) == 1
     sleeper.wait(5)
     assert sleeper.returncode == -signal.SIGTERM
@@ -229,7 +231,8 @@ def test_kill_recorded_groups_ignores_a_group_whose_start_time_does_not_match(
 ) -> None:
     groups = tmp_path / "groups"
     groups.mkdir()
-    (groups / str(sleeper.pid)).write_text("1")  # a different process that reused the pid
+    # a different process that reused the pid
+    (groups / str(sleeper.pid)).write_text(f"1 {os.getpid()} 1")
     assert kill_recorded_groups(groups) == 0
     time.sleep(0.1)
     assert sleeper.poll() is None
@@ -242,5 +245,24 @@ def test_kill_recorded_groups_skips_stray_files_and_a_missing_directory(tmp_path
     groups = tmp_path / "groups"
     groups.mkdir()
     (groups / "not-a-pid").write_text("123")
-    (groups / "999999999").write_text("123")  # no such process
+    (groups / "999999999").write_text("123 1 1")  # no such process
+    (groups / "12").write_text("garbage")
     assert kill_recorded_groups(groups) == 0
+
+
+def test_orphans_only_spares_groups_whose_worker_process_lives(
+    tmp_path: Path, sleeper: subprocess.Popen[bytes]
+) -> None:
+    groups = tmp_path / "groups"
+    groups.mkdir()
+    started = _start_time(sleeper.pid)
+    me = os.getpid()
+    (groups / str(sleeper.pid)).write_text(f"{started} {me} {_start_time(me)}")
+    assert kill_recorded_groups(groups, orphans_only=True) == 0
+    assert sleeper.poll() is None
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (groups / str(sleeper.pid)).write_text(f"{started} {dead.pid} 12345")
+    assert kill_recorded_groups(groups, orphans_only=True) == 1
+    sleeper.wait(5)
+    assert list(groups.iterdir()) == []

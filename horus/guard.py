@@ -1,0 +1,75 @@
+"""What watches a running attempt: it renews the attempt's lease, and tells the runner to
+stop when the job is cancelled by a valid request or the attempt lost the job (its lease
+expired and the sweeper took it back, or its worker handed it back)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from horus.attempts import Attempts
+from horus.errors import HorusError
+from horus.job import Job
+
+log = logging.getLogger(__name__)
+
+
+class Guard:
+    """The ``cancelled`` callback of one attempt, with the thread that renews its lease."""
+
+    def __init__(
+        self,
+        job: Job,
+        attempt: int,
+        attempts: Attempts,
+        lease: float,
+        honour_cancel: Callable[[str], bool],
+    ) -> None:
+        self.job = job
+        self.attempt = attempt
+        self.attempts = attempts
+        self.lease = lease
+        self.honour_cancel = honour_cancel
+        #: set once another attempt owns the job, or nothing does
+        self.lost = threading.Event()
+        #: True once a valid cancel request stopped the job
+        self.cancelled = False
+        self._judged: dict[str, bool] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, daemon=True, name="horus-lease")
+        self._thread.start()
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.lease / 3):
+            try:
+                if not self.attempts.renew(self.job.id, self.attempt, time.time() + self.lease):
+                    log.warning("job %s: attempt %d lost its lease", self.job.id, self.attempt)
+                    self.lost.set()
+                    return
+            except HorusError as exc:  # the store is away: the lease may run out
+                log.warning("job %s: could not renew the lease: %s", self.job.id, exc)
+
+    def __call__(self) -> bool:
+        """True when the runner must stop: cancelled, or the attempt no longer owns the job."""
+        if self.lost.is_set():
+            return True
+        try:
+            status, attempt, cancel = self.attempts.fence(self.job.id)
+        except HorusError:
+            return False  # keep running; the lease decides if the store stays away
+        if status != "running" or attempt != self.attempt:
+            self.lost.set()
+            return True
+        if cancel is None:
+            return False
+        if cancel not in self._judged:
+            self._judged[cancel] = self.honour_cancel(cancel)
+        self.cancelled = self.cancelled or self._judged[cancel]
+        return self._judged[cancel]
+
+    def close(self) -> None:
+        """Stop renewing the lease."""
+        self._stop.set()
+        self._thread.join(timeout=5)

@@ -1,0 +1,44 @@
+"""Sending a job's message: the one place that knows the shape of a Horus task message.
+
+The client publishes new jobs; the worker publishes a job again for an immediate retry,
+the sweeper for a due retry, a recovered attempt or a vanished message, and a stopping
+worker for the jobs it hands back. Every message carries the whole signed job as JSON text.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu.exceptions import OperationalError
+
+from horus.config import redact
+from horus.errors import BrokerUnavailable
+from horus.job import Job
+from horus.routing import TASK_NAME, queue_for
+
+#: seconds the worker's hard time limit exceeds a job's own timeout (a backstop only)
+HARD_LIMIT_MARGIN = 60
+
+
+def publish(app: Celery, job: Job) -> None:
+    """Publish ``job`` to its runner's queue; :class:`BrokerUnavailable` if it cannot."""
+    summary = f"runner={job.runner_id} payload={job.payload[:80]!r}"
+    try:
+        app.send_task(
+            TASK_NAME,
+            args=[job.model_dump_json()],
+            task_id=job.id,
+            queue=queue_for(job.runner_id),
+            routing_key=queue_for(job.runner_id),
+            argsrepr=summary,
+            kwargsrepr="{}",
+            time_limit=job.timeout + HARD_LIMIT_MARGIN,
+            retry=True,
+            retry_policy={
+                "max_retries": 2,
+                "interval_start": 0.2,
+                "interval_step": 0.5,
+                "interval_max": 1,
+            },
+        )
+    except OperationalError as exc:
+        raise BrokerUnavailable(redact(str(app.conf.broker_url)), str(exc)) from None

@@ -1,0 +1,131 @@
+"""The recovery sweep: nothing stays stuck and nothing is lost.
+
+Every ``sweep_interval`` seconds it:
+
+1. ends the job processes on this machine whose worker process died (before their job can
+   run again elsewhere);
+2. takes back running jobs whose lease expired (their worker died or lost the store): back
+   to pending for another attempt, or failed once ``max_attempts`` attempts were used;
+3. publishes pending jobs whose retry is due;
+4. publishes again pending jobs whose message was published ``republish_after`` seconds ago
+   and never started (the message vanished with a broker, or was lost in flight). A second
+   message is harmless: only one delivery can start an attempt.
+
+It runs inside ``horus up`` and as its own process (``horus sweeper``); several sweepers
+may run at once, every step is atomic.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from celery import Celery
+
+from horus.attempts import Attempts, backoff, entry
+from horus.errors import HorusError
+from horus.job import JobResult, JobStatus
+from horus.process import kill_recorded_groups
+from horus.publish import publish
+from horus.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Sweep:
+    """What one sweep did."""
+
+    reaped: int = 0
+    recovered: int = 0
+    failed: int = 0
+    retried: int = 0
+    republished: int = 0
+
+
+class Sweeper:
+    """Runs sweeps on one job store and broker."""
+
+    def __init__(self, store: Store, app: Celery) -> None:
+        self.store = store
+        self.app = app
+        self.attempts = Attempts(store)
+        self.timing = store.settings.timing
+
+    def sweep(self) -> Sweep:
+        """One pass over expired leases, due retries and stale messages."""
+        done = Sweep()
+        done.reaped = kill_recorded_groups(
+            self.store.settings.home / "run" / "groups", orphans_only=True
+        )
+        now = time.time()
+        for job_id in self.attempts.expired_leases(now):
+            outcome = self._reclaim(job_id)
+            done.recovered += outcome == "retry"
+            done.failed += outcome == "failed"
+        for job_id in self.attempts.due_retries(time.time()):
+            done.retried += self._republish(job_id)
+        for job_id in self.attempts.stale_queued(time.time() - self.timing.republish_after):
+            done.republished += self._republish(job_id)
+        return done
+
+    def _reclaim(self, job_id: str) -> str:
+        try:
+            record = self.store.get(job_id)
+        except HorusError:
+            return "gone"
+        if record.status is not JobStatus.RUNNING:
+            return "gone"
+        now = datetime.now(UTC)
+        reason = (
+            f"its worker {record.worker} stopped renewing the lease of attempt "
+            f"{record.attempt} (it died or lost the broker)"
+        )
+        failed = JobResult(
+            job_id=job_id,
+            status=JobStatus.FAILED,
+            error=f"{reason}; no attempts left of {record.job.max_attempts}",
+            started_at=record.started_at,
+            completed_at=now,
+            worker=record.worker,
+            attempt=record.attempt,
+        )
+        delay = backoff(record.tries, self.timing.retry_base, self.timing.retry_cap)
+        outcome = self.attempts.reclaim(
+            job_id,
+            record.attempt,
+            entry(record.attempt, "lost", record.worker, error=reason),
+            failed.model_dump_json(),
+            now.isoformat(),
+            time.time() + delay,
+        )
+        if outcome in ("retry", "failed"):
+            log.warning("job %s: %s; %s", job_id, reason, outcome)
+        return outcome
+
+    def _republish(self, job_id: str) -> bool:
+        try:
+            record = self.store.get(job_id)
+        except HorusError:
+            self.attempts.forget_queued(job_id)
+            return False
+        if record.status is not JobStatus.PENDING:
+            self.attempts.forget_queued(job_id)
+            return False
+        publish(self.app, record.job)
+        self.attempts.published(job_id, time.time())
+        return True
+
+    def run(self, stop: threading.Event) -> None:
+        """Sweep every ``sweep_interval`` seconds until ``stop`` is set."""
+        while not stop.is_set():
+            try:
+                done = self.sweep()
+                if done.recovered or done.failed or done.retried or done.republished:
+                    log.info("sweep: %s", done)
+            except HorusError as exc:  # the broker is away: try again next time
+                log.warning("sweep failed: %s", exc)
+            stop.wait(self.timing.sweep_interval)

@@ -8,6 +8,9 @@ Environment:
 - ``HORUS_RESULT_BACKEND``: a ``redis://`` URL for results and job records; unset means the
   broker when the broker is Redis, else the embedded Redis.
 - ``HORUS_RETENTION``: seconds that job records and results are kept (default 7 days).
+- ``HORUS_VISIBILITY_TIMEOUT``: seconds before Redis hands an unacknowledged message to
+  another worker (default 2 h). Horus never runs a job twice because of it: a second
+  delivery of a running or finished job is dropped.
 """
 
 from __future__ import annotations
@@ -50,7 +53,16 @@ result_expires = RETENTION_SECONDS
 
 broker_connection_retry_on_startup = True
 broker_connection_timeout = 4
-broker_transport_options = {"visibility_timeout": 2 * 3600}
+broker_transport_options: dict[str, object] = {
+    "visibility_timeout": int(os.environ.get("HORUS_VISIBILITY_TIMEOUT") or 2 * 3600)
+}
+if broker_url.startswith(("amqp://", "amqps://", "pyamqp://")):
+    # RabbitMQ: replicated, durable quorum queues, and the broker confirms every publish
+    # before the client's call returns.
+    task_default_queue_type = "quorum"
+    task_create_missing_queue_type = "quorum"
+    worker_detect_quorum_queues = True
+    broker_transport_options["confirm_publish"] = True
 redis_socket_connect_timeout = 4
 redis_socket_timeout = 30
 worker_hijack_root_logger = True

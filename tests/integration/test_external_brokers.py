@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
+from amqp.exceptions import PreconditionFailed
+from kombu import Connection
 
 from horus import config
-from tests.harness import WorkerProcess, run_horus
+from tests.harness import REPO, WorkerProcess, run_horus
 
 pytestmark = pytest.mark.integration
 
@@ -46,10 +51,19 @@ def broker_env(broker: str) -> dict[str, str]:
     return env
 
 
+def drop_rabbitmq_queue(name: str = "horus.shell") -> None:
+    """Delete a queue an earlier run left (it may be a classic one)."""
+    with Connection(RABBITMQ) as conn:
+        channel: Any = conn.default_channel
+        channel.queue_delete(name)
+
+
 @pytest.fixture(params=[EXTERNAL_REDIS, RABBITMQ], ids=["redis", "rabbitmq"])
 def external(request: pytest.FixtureRequest, embedded_redis: object) -> Iterator[dict[str, str]]:
     broker = str(request.param)
     need(6379 if broker.startswith("redis") else 5672, broker.split(":")[0])
+    if broker == RABBITMQ:
+        drop_rabbitmq_queue()
     env = broker_env(broker)
     worker = WorkerProcess(["shell"], 1, env)
     try:
@@ -62,6 +76,8 @@ def external(request: pytest.FixtureRequest, embedded_redis: object) -> Iterator
             keys = list(server.scan_iter("horus:*")) + list(server.scan_iter("celery-task-meta-*"))
             keys += [b"horus.shell", b"_kombu.binding.horus.shell"]
             server.delete(*keys)
+        else:
+            drop_rabbitmq_queue()
 
 
 def test_a_job_runs_through_an_external_broker(external: dict[str, str]) -> None:
@@ -71,3 +87,29 @@ def test_a_job_runs_through_an_external_broker(external: dict[str, str]) -> None
     failed = run_horus("enqueue", "shell", "echo oops >&2; exit 3", "--wait", env=external)
     assert failed.returncode == 1
     assert "oops" in failed.stderr
+
+
+def test_rabbitmq_queues_are_quorum_queues_and_publishes_are_confirmed(
+    embedded_redis: object,
+) -> None:
+    need(5672, "amqp")
+    drop_rabbitmq_queue()
+    env = broker_env(RABBITMQ)
+    worker = WorkerProcess(["shell"], 1, env)
+    try:
+        worker.start(timeout=60)
+        done = run_horus("enqueue", "shell", "echo quorum", "--wait", env=env)
+        assert done.stdout == "quorum\n", done.stderr
+        with Connection(RABBITMQ) as conn:
+            # Declaring it as a classic queue fails: the worker declared a quorum queue.
+            channel: Any = conn.default_channel
+            with pytest.raises(PreconditionFailed, match="x-queue-type"):
+                channel.queue_declare("horus.shell", durable=True, auto_delete=False)
+    finally:
+        worker.stop()
+        drop_rabbitmq_queue()
+    probe = "import celeryconfig as c; print(c.broker_transport_options['confirm_publish'])"
+    shown = subprocess.run(
+        [sys.executable, "-c", probe], env=env, cwd=REPO, capture_output=True, text=True
+    )
+    assert shown.stdout == "True\n", shown.stderr

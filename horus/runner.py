@@ -46,6 +46,8 @@ class RunContext:
     groups_dir: Path | None = None
     #: the job's secrets, opened by the worker; set in the environment like env_vars
     secrets: Mapping[str, str] = field(default_factory=dict)
+    #: which attempt this is (1, 2, ...): the fencing token of this run
+    attempt: int = 1
 
     def environment(self) -> dict[str, str]:
         """A minimal environment plus the job's own env_vars (which win)."""
@@ -56,6 +58,7 @@ class RunContext:
             "LANG": os.environ.get("LANG", "C.UTF-8"),
             "HORUS_JOB_ID": self.job.id,
             "HORUS_RUNNER_ID": self.job.runner_id,
+            "HORUS_ATTEMPT": str(self.attempt),
         }
         if self.job.caller_id:
             env["HORUS_CALLER_ID"] = self.job.caller_id

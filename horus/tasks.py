@@ -286,7 +286,9 @@ def _open_secrets(job: Job, begun: Started, signers: tuple[str, ...]) -> dict[st
     _fail_started(job, begun, reason, signers)
 
 
-def _run(job: Job, runner: Runner, ctx_secrets: dict[str, str], guard: Guard) -> Outcome:
+def _run(
+    job: Job, runner: Runner, ctx_secrets: dict[str, str], guard: Guard, attempt: int
+) -> Outcome:
     workdir = Path(tempfile.mkdtemp(prefix=f"horus-{job.id[:12]}-"))
     try:
         return runner.run(
@@ -297,6 +299,7 @@ def _run(job: Job, runner: Runner, ctx_secrets: dict[str, str], guard: Guard) ->
                 cancelled=guard,
                 groups_dir=store().settings.home / "run" / "groups",
                 secrets=ctx_secrets,
+                attempt=attempt,
             )
         )
     except Exception:
@@ -322,7 +325,7 @@ def execute(self: Task[Any, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
     )
     clock = time.monotonic()
     try:
-        outcome = _run(job, runner, secrets, guard)
+        outcome = _run(job, runner, secrets, guard, begun.attempt)
     finally:
         guard.close()
     if guard.lost.is_set():

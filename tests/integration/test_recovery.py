@@ -1,0 +1,216 @@
+"""Nothing lost, with real workers: a dead worker's job runs again elsewhere, only once at a
+time; failures are retried with backoff and each attempt is in the history; a poison job
+stops after max_attempts; SIGTERM lets jobs finish, then hands back the rest; a cancelled
+job stays cancelled; a vanished message is published again.
+
+These tests use the ``chaos`` runner (the shell runner on a queue of its own, from
+tests/plugins) with workers of their own and short leases, and run a sweeper in-process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from horus import config
+from horus.app import app
+from horus.client import Client
+from horus.config import Timing
+from horus.job import Job, JobStatus
+from horus.store import Store
+from horus.sweeper import Sweeper
+from tests.harness import PLUGINS, WorkerProcess, pid_alive, run_horus, wait_until
+
+pytestmark = pytest.mark.integration
+
+TIMING = Timing(
+    lease=2.0, sweep_interval=0.2, retry_base=1.0, republish_after=3.0, shutdown_grace=1.0
+)
+ENV = {
+    "PYTHONPATH": os.pathsep.join(p for p in (str(PLUGINS), os.environ.get("PYTHONPATH")) if p),
+    "HORUS_LEASE": str(TIMING.lease),
+    "HORUS_RETRY_BASE": str(TIMING.retry_base),
+    "HORUS_SHUTDOWN_GRACE": str(TIMING.shutdown_grace),
+}
+
+
+@pytest.fixture
+def sweeper(embedded_redis: object) -> Iterator[Sweeper]:
+    """A sweeper with the short timings, sweeping in a thread of this process."""
+    store = Store(replace(config.load(), timing=TIMING))
+    sweeper = Sweeper(store, app)
+    stop = threading.Event()
+    thread = threading.Thread(target=sweeper.run, args=(stop,), daemon=True)
+    thread.start()
+    yield sweeper
+    stop.set()
+    thread.join(5)
+
+
+@pytest.fixture
+def chaos_workers() -> Iterator[list[WorkerProcess]]:
+    """Workers of the chaos runner the test starts; all stopped afterwards."""
+    started: list[WorkerProcess] = []
+    yield started
+    for worker in started:
+        worker.stop()
+
+
+def chaos_worker(started: list[WorkerProcess]) -> WorkerProcess:
+    worker = WorkerProcess(["chaos"], 1, ENV).start()
+    started.append(worker)
+    return worker
+
+
+def chaos(payload: str, **fields: object) -> Job:
+    return Job.model_validate({"runner_id": "chaos", "payload": payload, **fields})
+
+
+def kill_hard(worker: WorkerProcess) -> None:
+    """SIGKILL the worker's whole process group, as a crash or an OOM kill would."""
+    assert worker.proc is not None
+    os.killpg(worker.proc.pid, signal.SIGKILL)
+    worker.proc.wait(10)
+
+
+def test_a_dead_workers_job_runs_again_elsewhere_and_only_once(
+    client: Client,
+    sweeper: Sweeper,
+    chaos_workers: list[WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    ledger, pids = tmp_path / "ledger", tmp_path / "pids"
+    first = chaos_worker(chaos_workers)
+    job_id = client.submit(
+        chaos(
+            f"sleep 30 & echo $! >> {pids}; wait; echo done-$HORUS_ATTEMPT >> {ledger}",
+            max_attempts=3,
+        )
+    )
+    assert wait_until(pids.exists, timeout=20)
+    orphan = int(pids.read_text())
+    kill_hard(first)
+    assert wait_until(lambda: not pid_alive(orphan), timeout=5)  # reaped before any rerun
+    chaos_worker(chaos_workers)
+    assert wait_until(lambda: client.get_job(job_id).attempt == 2, timeout=20)
+    record = client.get_job(job_id)
+    assert record.history[0]["status"] == "lost"
+    assert record.status is JobStatus.RUNNING
+    assert client.cancel_job(job_id) is JobStatus.RUNNING  # end the 30 s sleep quickly
+    assert client.wait(job_id, timeout=10).status is JobStatus.CANCELLED
+    assert not ledger.exists()  # neither attempt got to its effect
+
+
+def test_a_failing_job_is_retried_with_backoff_and_each_attempt_recorded(
+    client: Client, sweeper: Sweeper, chaos_workers: list[WorkerProcess], tmp_path: Path
+) -> None:
+    chaos_worker(chaos_workers)
+    times = tmp_path / "times"
+    job_id = client.submit(chaos(f"date +%s.%N >> {times}; exit 7", max_attempts=3))
+    result = client.wait(job_id, timeout=30)
+    assert (result.status, result.exit_code, result.attempt) == (JobStatus.FAILED, 7, 3)
+    record = client.get_job(job_id)
+    assert [h["status"] for h in record.history] == ["failed", "failed", "failed"]
+    assert [h["exit_code"] for h in record.history] == [7, 7, 7]
+    started = [float(t) for t in times.read_text().split()]
+    # seed 003: again at once, then after the base delay (1 s here)
+    assert started[1] - started[0] < TIMING.retry_base
+    assert started[2] - started[1] >= TIMING.retry_base
+
+
+def test_a_job_that_fails_once_completes_on_its_second_attempt(
+    client: Client, sweeper: Sweeper, chaos_workers: list[WorkerProcess], tmp_path: Path
+) -> None:
+    chaos_worker(chaos_workers)
+    marker = tmp_path / "tried"
+    job = chaos(f"test -f {marker} && echo ok || {{ touch {marker}; exit 1; }}", max_attempts=2)
+    result = client.run_job_and_await_result(job, timeout=30)
+    assert (result.status, result.output, result.attempt) == (JobStatus.COMPLETED, "ok\n", 2)
+    shown = run_horus("status", job.id, "--json")
+    assert '"tries": 2' in shown.stdout
+
+
+def test_a_poison_job_stops_after_max_attempts_while_others_keep_flowing(
+    client: Client, sweeper: Sweeper, chaos_workers: list[WorkerProcess], tmp_path: Path
+) -> None:
+    chaos_worker(chaos_workers)
+    chaos_worker(chaos_workers)
+    poison = client.submit(chaos("kill -9 $PPID; sleep 5", max_attempts=2))
+    others = [client.submit(chaos(f"echo {n}")) for n in range(6)]
+    for n, job_id in enumerate(others):
+        result = client.wait(job_id, timeout=30)
+        assert (result.status, result.output) == (JobStatus.COMPLETED, f"{n}\n")
+    result = client.wait(poison, timeout=30)
+    assert result.status is JobStatus.FAILED
+    assert "no attempts left of 2" in (result.error or "")
+    assert [h["status"] for h in client.get_job(poison).history] == ["lost", "lost"]
+
+
+def test_sigterm_lets_a_short_job_finish_and_hands_back_a_long_one(
+    client: Client, sweeper: Sweeper, chaos_workers: list[WorkerProcess], tmp_path: Path
+) -> None:
+    ledger = tmp_path / "ledger"
+    stopping = chaos_worker(chaos_workers)
+    long_id = client.submit(chaos(f"sleep 4; echo long-$HORUS_ATTEMPT >> {ledger}"))
+    assert wait_until(lambda: client.get_job_status(long_id) is JobStatus.RUNNING, timeout=20)
+    assert stopping.proc is not None
+    stopping.proc.send_signal(signal.SIGTERM)  # the worker's main process, as systemd would
+    assert wait_until(lambda: client.get_job_status(long_id) is JobStatus.PENDING, timeout=10)
+    stopping.proc.wait(20)
+    chaos_worker(chaos_workers)
+    result = client.wait(long_id, timeout=30)
+    assert (result.status, result.attempt) == (JobStatus.COMPLETED, 2)
+    assert ledger.read_text() == "long-2\n"  # the handed-back run never finished
+    record = client.get_job(long_id)
+    assert [h["status"] for h in record.history] == ["handed back", "completed"]
+    assert record.tries == 1  # a hand-back does not use up an attempt
+
+    short = chaos_worker(chaos_workers)
+    short_id = client.submit(chaos(f"sleep 0.5; echo short >> {ledger}"))
+    assert wait_until(lambda: client.get_job_status(short_id) is JobStatus.RUNNING, timeout=20)
+    assert short.proc is not None
+    short.proc.send_signal(signal.SIGTERM)
+    short.proc.wait(20)
+    result = client.wait(short_id, timeout=10)
+    assert (result.status, result.attempt) == (JobStatus.COMPLETED, 1)
+
+
+def test_a_cancelled_pending_job_never_starts_even_across_a_worker_restart(
+    client: Client, sweeper: Sweeper, chaos_workers: list[WorkerProcess], tmp_path: Path
+) -> None:
+    canary = tmp_path / "ran"
+    first = chaos_worker(chaos_workers)
+    blocker = client.submit(chaos("sleep 3"))  # keeps the only worker busy
+    assert wait_until(lambda: client.get_job_status(blocker) is JobStatus.RUNNING, timeout=20)
+    job_id = client.submit(chaos(f"touch {canary}"))
+    assert client.cancel_job(job_id) is JobStatus.CANCELLED
+    kill_hard(first)
+    chaos_worker(chaos_workers)
+    after = client.run_job_and_await_result(chaos("echo after"), timeout=30)
+    assert after.status is JobStatus.COMPLETED  # the cancelled message was consumed first
+    assert client.get_job_status(job_id) is JobStatus.CANCELLED
+    assert not canary.exists()
+
+
+def test_a_message_that_vanished_is_published_again(
+    client: Client, sweeper: Sweeper, chaos_workers: list[WorkerProcess]
+) -> None:
+    chaos_worker(chaos_workers)
+    job_id = client.create_job(chaos("echo found"))  # recorded; its message never sent
+    started = time.monotonic()
+    result = client.wait(job_id, timeout=30)
+    assert (result.status, result.output) == (JobStatus.COMPLETED, "found\n")
+    assert time.monotonic() - started >= TIMING.republish_after - 0.5
+
+
+def test_horus_sweeper_once_reports_what_it_did(embedded_redis: object) -> None:
+    done = run_horus("sweeper", "--once")
+    assert done.returncode == 0, done.stderr
+    assert '"recovered":' in done.stdout

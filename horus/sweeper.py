@@ -54,6 +54,10 @@ class Sweeper:
         self.app = app
         self.attempts = Attempts(store)
         self.timing = store.settings.timing
+        #: when this sweeper last found the store answering after not reaching it (or
+        #: started): leases are not taken back for one lease period after that, so workers
+        #: that lost the store too can renew or record their jobs first
+        self.reachable_since = time.time()
 
     def sweep(self) -> Sweep:
         """One pass over expired leases, due retries and stale messages."""
@@ -62,7 +66,8 @@ class Sweeper:
             self.store.settings.home / "run" / "groups", orphans_only=True
         )
         now = time.time()
-        for job_id in self.attempts.expired_leases(now):
+        settled = now - self.reachable_since >= self.timing.lease
+        for job_id in self.attempts.expired_leases(now) if settled else []:
             outcome = self._reclaim(job_id)
             done.recovered += outcome == "retry"
             done.failed += outcome == "failed"
@@ -97,7 +102,13 @@ class Sweeper:
         outcome = self.attempts.reclaim(
             job_id,
             record.attempt,
-            entry(record.attempt, "lost", record.worker, error=reason),
+            entry(
+                record.attempt,
+                "lost",
+                record.worker,
+                error=reason,
+                started=record.started_at and record.started_at.isoformat(),
+            ),
             failed.model_dump_json(),
             now.isoformat(),
             time.time() + delay,
@@ -128,4 +139,5 @@ class Sweeper:
                     log.info("sweep: %s", done)
             except HorusError as exc:  # the broker is away: try again next time
                 log.warning("sweep failed: %s", exc)
+                self.reachable_since = time.time() + self.timing.sweep_interval
             stop.wait(self.timing.sweep_interval)

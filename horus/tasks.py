@@ -49,6 +49,8 @@ from horus.store import Store
 from horus.trust import Gate
 
 log = logging.getLogger(__name__)
+#: seconds a worker keeps trying to record how an attempt ended while the store is away
+PERSIST_FOR = 60.0
 
 
 @cache
@@ -210,6 +212,20 @@ def _honour_cancel(job: Job) -> Callable[[str], bool]:
     return judge
 
 
+def _persist(what: str, write: Callable[[], bool]) -> bool:
+    """Run a store write of an attempt that already ran, through a store outage of up to
+    :data:`PERSIST_FOR` seconds: its outcome must not be lost and the job run again."""
+    end = time.monotonic() + PERSIST_FOR
+    while True:
+        try:
+            return write()
+        except HorusError as exc:
+            if time.monotonic() > end:
+                raise
+            log.warning("%s: the store is away (%s); trying again", what, exc)
+            time.sleep(0.5)
+
+
 def _end(
     job: Job, begun: Started, result: JobResult, guard: Guard | None, signers: tuple[str, ...]
 ) -> dict[str, Any]:
@@ -224,6 +240,7 @@ def _end(
         result.worker,
         exit_code=result.exit_code,
         error=first_error[-1][:300] if first_error else None,
+        started=result.started_at and result.started_at.isoformat(),
     )
     retry = (
         result.status in (JobStatus.FAILED, JobStatus.TIMEOUT)
@@ -232,7 +249,11 @@ def _end(
     )
     if retry:
         delay = backoff(begun.tries, timing.retry_base, timing.retry_cap)
-        if not attempts().end(job.id, begun.attempt, "pending", history, {}, time.time() + delay):
+        retry_at = time.time() + delay
+        if not _persist(
+            f"job {job.id}",
+            lambda: attempts().end(job.id, begun.attempt, "pending", history, {}, retry_at),
+        ):
             raise Ignore()  # another attempt owns the job now
         log.info(
             "job %s attempt %d %s; retry in %.0f s", job.id, begun.attempt, result.status, delay
@@ -243,7 +264,10 @@ def _end(
                 attempts().published(job.id, time.time())
         raise JobFailed(data)
     fields = {"completed_at": _now().isoformat(), "result": result.model_dump_json()}
-    if not attempts().end(job.id, begun.attempt, result.status.value, history, fields):
+    if not _persist(
+        f"job {job.id}",
+        lambda: attempts().end(job.id, begun.attempt, result.status.value, history, fields),
+    ):
         log.warning(
             "job %s: attempt %d no longer owns the job; its result is dropped",
             job.id,

@@ -84,7 +84,10 @@ def hand_back(name: str, store: Store, grace: float) -> int:
         record = store.get(job_id)
         if record.status is not JobStatus.RUNNING or record.worker != name:
             continue
-        note = entry(record.attempt, "handed back", name, error="its worker stopped")
+        started = record.started_at and record.started_at.isoformat()
+        note = entry(
+            record.attempt, "handed back", name, error="its worker stopped", started=started
+        )
         if attempts.hand_back(job_id, record.attempt, note):
             publish(app, record.job)
             attempts.published(job_id, time.time())

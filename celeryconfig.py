@@ -44,7 +44,9 @@ result_accept_content = ["json"]
 task_acks_late = True
 task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
-worker_cancel_long_running_tasks_on_connection_loss = True
+# A running job keeps running through a broker outage: its worker records the end once the
+# store is back (cancelling it would run it again from the start).
+worker_cancel_long_running_tasks_on_connection_loss = False
 
 # Flower sees every step.
 worker_send_task_events = True

@@ -115,7 +115,7 @@ _RECLAIM = (
     _LIB
     + """
 -- KEYS: job ; ARGV: prefix, id, attempt, now, retention, retry_at, history entry,
---               failed result, completed_at
+--               failed result, completed_at, completed result (or '')
 local prefix, id = ARGV[1], ARGV[2]
 local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'running' then
@@ -130,6 +130,12 @@ if lease > tonumber(ARGV[4]) then
 end
 remember(KEYS[1], ARGV[7])
 release(prefix, id, KEYS[1])
+if ARGV[10] ~= '' then  -- the job had exited 0 before its worker died: it completed
+  move(prefix, id, 'running', 'completed', KEYS[1])
+  redis.call('HSET', KEYS[1], 'result', ARGV[10], 'completed_at', ARGV[9])
+  finish(prefix, id, KEYS[1], 'completed', tonumber(ARGV[5]))
+  return {'completed'}
+end
 local job = cjson.decode(redis.call('HGET', KEYS[1], 'job'))
 local tries = tonumber(redis.call('HGET', KEYS[1], 'tries') or '0')
 if tries < tonumber(job['max_attempts'] or 1) then
@@ -144,6 +150,14 @@ finish(prefix, id, KEYS[1], 'failed', tonumber(ARGV[5]))
 return {'failed'}
 """
 )
+
+_EXITED = """
+-- KEYS: job ; ARGV: prefix, id, attempt, exit code
+if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
+if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[3] then return 0 end
+redis.call('HSET', KEYS[1], 'exited', ARGV[3] .. ':' .. ARGV[4])
+return 1
+"""
 
 _HANDBACK = (
     _LIB
@@ -199,6 +213,7 @@ class Attempts:
         self._end = redis.register_script(_END)
         self._reclaim = redis.register_script(_RECLAIM)
         self._handback = redis.register_script(_HANDBACK)
+        self._exited = redis.register_script(_EXITED)
 
     def _call(self, script: Any, job_id: str, *args: object) -> Any:
         with self.store.reach():
@@ -250,9 +265,11 @@ class Attempts:
         failed: str,
         completed_at: str,
         retry_at: float,
+        completed: str = "",
     ) -> str:
         """Take back a running job whose lease expired: ``retry``, ``failed`` (out of
-        attempts), or ``alive`` / ``gone`` / ``moved`` when there is nothing to take."""
+        attempts), ``completed`` (given ``completed``, the result of a job whose process had
+        exited 0), or ``alive`` / ``gone`` / ``moved`` when there is nothing to take."""
         retention = self.store.settings.retention_seconds
         reply = cast(
             list[str],
@@ -266,9 +283,15 @@ class Attempts:
                 history,
                 failed,
                 completed_at,
+                completed,
             ),
         )
         return reply[0]
+
+    def exited(self, job_id: str, attempt: int, code: int) -> None:
+        """Note at once that ``attempt``'s process exited with ``code``: should the worker
+        die before it records the result, the sweeper knows the job ran to its end."""
+        self._call(self._exited, job_id, attempt, code)
 
     def hand_back(self, job_id: str, attempt: int, history: str) -> bool:
         """Return a running attempt to pending without counting it (graceful shutdown)."""

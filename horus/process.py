@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -21,6 +22,11 @@ KILL_GRACE = 1.0
 CANCEL_POLL = 0.5
 #: seconds to read output left in the pipes once the job's group is gone
 DRAIN_LIMIT = 5.0
+#: what a job's first process runs under so that it is killed the moment the worker process
+#: that started it dies (util-linux setpriv sets PR_SET_PDEATHSIG, then execs the job): a
+#: job must not go on to its effects while its job is being recovered elsewhere. Whatever
+#: the job started in the background is ended by the reaper (kill_recorded_groups).
+DIE_WITH_WORKER = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
 
 
 @dataclass(frozen=True)
@@ -114,14 +120,16 @@ def run_process(
     output_cap: int,
     stdin: bytes | None = None,
     groups_dir: Path | None = None,
+    exited: Callable[[int], None] | None = None,
 ) -> Outcome:
     """Run ``argv`` until it exits, its ``deadline`` (monotonic) passes or it is cancelled.
 
     With ``groups_dir``, the process group is recorded there while it runs (see
-    :func:`kill_recorded_groups`).
+    :func:`kill_recorded_groups`). ``exited`` is told the exit code the moment the process
+    exits on its own, before anything else is done.
     """
     proc = subprocess.Popen(
-        list(argv),
+        [*DIE_WITH_WORKER, *argv],
         env=env,
         cwd=cwd,
         stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
@@ -149,6 +157,9 @@ def run_process(
                 if cancelled():
                     stopped = JobStatus.CANCELLED
                     break
+        else:
+            if exited is not None:
+                exited(proc.wait())
     finally:
         # Stopped or not, nothing of the job (background children included) outlives it.
         kill_group(proc.pid, proc)

@@ -48,6 +48,8 @@ class RunContext:
     secrets: Mapping[str, str] = field(default_factory=dict)
     #: which attempt this is (1, 2, ...): the fencing token of this run
     attempt: int = 1
+    #: told the exit code as soon as the job's process exits (the worker records it at once)
+    exited: Callable[[int], None] | None = None
 
     def environment(self) -> dict[str, str]:
         """A minimal environment plus the job's own env_vars (which win)."""
@@ -79,6 +81,7 @@ class RunContext:
             output_cap=self.output_cap,
             stdin=stdin,
             groups_dir=self.groups_dir,
+            exited=self.exited,
         )
 
 

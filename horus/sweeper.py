@@ -69,7 +69,7 @@ class Sweeper:
         settled = now - self.reachable_since >= self.timing.lease
         for job_id in self.attempts.expired_leases(now) if settled else []:
             outcome = self._reclaim(job_id)
-            done.recovered += outcome == "retry"
+            done.recovered += outcome in ("retry", "completed")
             done.failed += outcome == "failed"
         for job_id in self.attempts.due_retries(time.time()):
             done.retried += self._republish(job_id)
@@ -98,6 +98,21 @@ class Sweeper:
             worker=record.worker,
             attempt=record.attempt,
         )
+        completed = ""
+        with self.store.reach():
+            exited = self.store.redis.hget(self.store.key(job_id), "exited")
+        if exited == f"{record.attempt}:0":  # it ran to its end; only the recording was lost
+            reason = f"its worker {record.worker} died after the job exited 0"
+            completed = JobResult(
+                job_id=job_id,
+                status=JobStatus.COMPLETED,
+                error=f"[horus: {reason}; its output was lost with the worker]",
+                exit_code=0,
+                started_at=record.started_at,
+                completed_at=now,
+                worker=record.worker,
+                attempt=record.attempt,
+            ).model_dump_json()
         delay = backoff(record.tries, self.timing.retry_base, self.timing.retry_cap)
         outcome = self.attempts.reclaim(
             job_id,
@@ -112,8 +127,9 @@ class Sweeper:
             failed.model_dump_json(),
             now.isoformat(),
             time.time() + delay,
+            completed,
         )
-        if outcome in ("retry", "failed"):
+        if outcome in ("retry", "failed", "completed"):
             log.warning("job %s: %s; %s", job_id, reason, outcome)
         return outcome
 

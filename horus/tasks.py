@@ -310,6 +310,13 @@ def _open_secrets(job: Job, begun: Started, signers: tuple[str, ...]) -> dict[st
     _fail_started(job, begun, reason, signers)
 
 
+def _note_exit(job_id: str, attempt: int, code: int) -> None:
+    try:
+        attempts().exited(job_id, attempt, code)
+    except HorusError as exc:  # only a help to the sweeper should this worker die now
+        log.warning("job %s: could not note its exit: %s", job_id, exc)
+
+
 def _run(
     job: Job, runner: Runner, ctx_secrets: dict[str, str], guard: Guard, attempt: int
 ) -> Outcome:
@@ -324,6 +331,7 @@ def _run(
                 groups_dir=store().settings.home / "run" / "groups",
                 secrets=ctx_secrets,
                 attempt=attempt,
+                exited=lambda code: _note_exit(job.id, attempt, code),
             )
         )
     except Exception:

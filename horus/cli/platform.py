@@ -88,11 +88,11 @@ def sweeper(once: bool) -> None:
     run one (or more) next to workers on other machines."""
     settings = config.load()
     store = Store(settings)
-    store.ping()
     sweeper = Sweeper(store, app)
     if once:
         click.echo(json.dumps(sweeper.sweep().__dict__))
         return
+    # Running, it rides out broker outages: each failed sweep is logged and tried again.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,0 +1,222 @@
+"""The platform one fault runs against, imported once ``faults.py`` set the environment:
+an embedded Redis, two real workers, a real sweeper, a submitter, and the fault."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.faults import Proxy, pick, summarize
+from horus import config, trust
+from horus.client import Client
+from horus.embedded import EmbeddedRedis
+from horus.errors import BrokerUnavailable, InvalidJob, JobStateError
+from horus.job import Job, JobStatus
+from horus.store import Store
+from tests.harness import REPO, WorkerProcess, end_group, horus_cmd
+
+WORKERS, CONCURRENCY = 2, 2
+POISON = "kill -9 $PPID; sleep 5"
+
+
+class Platform:
+    """Everything one fault run starts, and stops in :meth:`close`."""
+
+    def __init__(self, home: Path, worker_env: dict[str, str], broker: str) -> None:
+        self.home = home
+        self.worker_env = worker_env
+        self.broker = broker
+        self.settings = config.load()
+        trust.init(self.settings)
+        self.redis = EmbeddedRedis(home, self.settings.embedded_socket)
+        self.redis.start()
+        if broker == "rabbitmq":
+            self._drop_rabbitmq_queue()
+        self.workers = [self._worker() for _ in range(WORKERS)]
+        log = (home / "logs" / "sweeper.log").open("ab")
+        self.sweeper = subprocess.Popen(
+            horus_cmd("sweeper"),
+            env={**os.environ, **worker_env},
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.store = Store(self.settings)
+        self.client = Client()
+        self.ledger = home / "ledger"
+        self.kills: list[float] = []
+        self.rng = random.Random(7)
+        self.submitted: list[str] = []
+        self.done_submitting = threading.Event()
+
+    def _worker(self) -> WorkerProcess:
+        return WorkerProcess(["shell"], CONCURRENCY, self.worker_env).start(timeout=60)
+
+    @staticmethod
+    def _drop_rabbitmq_queue() -> None:
+        from kombu import Connection
+
+        from benchmarks.faults import RABBITMQ
+
+        with Connection(RABBITMQ) as conn:
+            channel: Any = conn.default_channel
+            channel.queue_delete("horus.shell")
+
+    # -- submitting ------------------------------------------------------------------------
+
+    def job(self, n: int, payload: str | None = None, attempts: int = 5) -> Job:
+        """Job ``n``: a short sleep, then its line in the ledger."""
+        pause = self.rng.choice(["0.1", "0.2", "0.3", "0.5"])
+        effect = f'echo "$HORUS_JOB_ID $HORUS_ATTEMPT $(date +%s.%N)" >> {self.ledger}'
+        return Job.model_validate(
+            {
+                "id": f"fault-{n:06d}-{self.rng.getrandbits(32):08x}",
+                "runner_id": "shell",
+                "payload": payload or f"sleep {pause}; {effect}",
+                "max_attempts": attempts,
+                "timeout": 60,
+            }
+        )
+
+    def submit(self, job: Job) -> None:
+        """Submit ``job`` until the platform has it, whatever the broker does meanwhile."""
+        for _ in range(600):
+            try:
+                self.client.submit(job)
+                return
+            except BrokerUnavailable:
+                time.sleep(0.1)
+            except InvalidJob as exc:  # "id is taken": recorded by an earlier try
+                if "is taken" not in str(exc):
+                    raise
+                try:
+                    self.client.start_job(job.id)  # publish again: a duplicate is harmless
+                    return
+                except JobStateError:
+                    return  # it started already
+                except BrokerUnavailable:
+                    time.sleep(0.1)
+        raise RuntimeError(f"could not submit {job.id}")
+
+    def submit_all(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            self.submit(job)
+            self.submitted.append(job.id)
+        self.done_submitting.set()
+
+    # -- faults ----------------------------------------------------------------------------
+
+    def kill_pool_child(self) -> None:
+        worker = pick(self.rng, self.workers)
+        assert worker.proc is not None
+        pid = worker.proc.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if children:
+            os.kill(int(pick(self.rng, children)), signal.SIGKILL)
+            self.kills.append(time.time())
+
+    def kill_worker(self) -> None:
+        n = self.rng.randrange(len(self.workers))
+        worker = self.workers[n]
+        assert worker.proc is not None
+        os.killpg(worker.proc.pid, signal.SIGKILL)
+        worker.proc.wait(10)
+        self.kills.append(time.time())
+        self.workers[n] = self._worker()
+
+    def restart_broker(self) -> None:
+        assert self.redis.proc is not None
+        os.killpg(self.redis.proc.pid, signal.SIGKILL)
+        self.redis.proc.wait(10)
+        self.kills.append(time.time())
+        time.sleep(1.0)
+        self.redis.start()
+
+    def inject(self, fault: str, short: bool, proxy: Proxy | None, stop: threading.Event) -> None:
+        """Inject ``fault`` until ``stop`` is set."""
+        if fault == "pool-kill":
+            while not stop.wait(3.0):
+                self.kill_pool_child()
+        elif fault == "worker-kill":
+            while not stop.wait(8.0 if short else 6.0):
+                self.kill_worker()
+        elif fault == "broker-restart":
+            while len(self.submitted) < 40 and not stop.wait(0.1):
+                pass
+            if not stop.is_set():
+                self.restart_broker()
+        elif fault == "proxy-drop":
+            assert proxy is not None
+            while not self.done_submitting.is_set() and not stop.wait(self.rng.uniform(0.2, 0.6)):
+                if proxy.drop():
+                    self.kills.append(time.time())
+
+    # -- a run -----------------------------------------------------------------------------
+
+    def run(self, fault: str, jobs: int, short: bool, proxy: Proxy | None) -> dict[str, Any]:
+        started = time.time()
+        todo = [self.job(n) for n in range(jobs)]
+        poison: set[str] = set()
+        note = ""
+        if fault == "visibility":  # longer than the 3 s visibility timeout
+            for n in range(4):
+                todo.insert(n * 10, self.job(jobs + n, f"sleep 6; {todo[0].payload}"))
+        if fault == "poison":
+            bad = self.job(jobs, POISON, attempts=3)
+            todo.insert(5, bad)
+            poison.add(bad.id)
+        stop = threading.Event()
+        injector = threading.Thread(target=self.inject, args=(fault, short, proxy, stop))
+        injector.start()
+        try:
+            self.submit_all(todo)
+            self.wait_all(deadline=time.time() + (300 if short else 900))
+        finally:
+            stop.set()
+            injector.join()
+        records = self.records()
+        if poison:
+            bad_record = records[next(iter(poison))]
+            note = f"  poison: {bad_record.get('status')} after {bad_record.get('tries')} tries"
+        return summarize(
+            fault, self.broker, records, self.ledger, self.kills, started, poison, note
+        )
+
+    def wait_all(self, deadline: float) -> None:
+        while time.time() < deadline:
+            statuses = self.statuses()
+            if all(s and JobStatus(s).terminal for s in statuses):
+                return
+            time.sleep(0.5)
+
+    def statuses(self) -> list[str | None]:
+        try:
+            pipe = self.store.redis.pipeline(transaction=False)
+            for job_id in self.submitted:
+                pipe.hget(self.store.key(job_id), "status")
+            return list(pipe.execute())
+        except Exception:  # the broker restarts
+            return [None]
+
+    def records(self) -> dict[str, dict[str, Any]]:
+        pipe = self.store.redis.pipeline(transaction=False)
+        for job_id in self.submitted:
+            pipe.hgetall(self.store.key(job_id))
+        return dict(zip(self.submitted, pipe.execute(), strict=True))
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        end_group(self.sweeper, grace=5)
+        self.redis.stop()
+        if self.broker == "rabbitmq":
+            self._drop_rabbitmq_queue()
+        print(f"fault run kept in {self.home}", file=sys.stderr)

@@ -106,10 +106,11 @@ class Platform:
                     time.sleep(0.1)
         raise RuntimeError(f"could not submit {job.id}")
 
-    def submit_all(self, jobs: list[Job]) -> None:
+    def submit_all(self, jobs: list[Job], pace: float = 0.0) -> None:
         for job in jobs:
             self.submit(job)
             self.submitted.append(job.id)
+            time.sleep(pace)  # spread the submissions over the faults
         self.done_submitting.set()
 
     # -- faults ----------------------------------------------------------------------------
@@ -177,7 +178,7 @@ class Platform:
         injector = threading.Thread(target=self.inject, args=(fault, short, proxy, stop))
         injector.start()
         try:
-            self.submit_all(todo)
+            self.submit_all(todo, pace=0.02 if fault == "proxy-drop" else 0.0)
             self.wait_all(deadline=time.time() + (300 if short else 900))
         finally:
             stop.set()

@@ -181,8 +181,8 @@ def _start(job: Job, signers: tuple[str, ...], worker_name: str, started: dateti
         reason = "the job was cancelled before it started"
     elif begun.status in {s.value for s in JobStatus if s.terminal}:
         reason = (
-            f"replay: the job already ended {begun.status}; a job runs once, "
-            "submit a new job to run it again"
+            f"replay: the job already ended {begun.status}; a job runs once (this is a "
+            "second delivery of its message), submit a new job to run it again"
         )
     else:
         reason = f"the job is already {begun.status}: another attempt owns it"

@@ -165,6 +165,7 @@ class Platform:
         runners = ", ".join(w.name.split(":", 1)[1] for w in self.workers) or "none"
         click.echo(f"Horus is up: broker {where}")
         click.echo(f"  workers for runners: {runners}")
+        click.echo(f"  sweeper: recovers jobs of dead workers (log: {self.sweeper.log})")
         click.echo(f"  Flower: {self.flower_url}")
         click.echo(f"  logs: {self.settings.home / 'logs'}")
         click.echo("Press Ctrl-C to stop.")

@@ -70,6 +70,7 @@ def test_compose_makes_keys_and_policy_once_and_workers_share_them(
 ) -> None:
     services = compose["services"]
     assert services["init"]["command"] == ["horus", "init"]
+    assert services["sweeper"]["command"] == ["horus", "sweeper"]
     for runner in registry.installed().runners:
         worker = services[f"worker-{runner}"]
         assert worker["depends_on"]["init"]["condition"] == "service_completed_successfully"

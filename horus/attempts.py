@@ -43,6 +43,12 @@ local function release(prefix, id, job)
   local worker = redis.call('HGET', job, 'worker')
   if worker then redis.call('SREM', prefix .. 'held:' .. worker, id) end
 end
+local function requeue(prefix, id, job, due, retention)
+  move(prefix, id, 'running', 'pending', job)
+  redis.call('HSET', job, 'retry_at', due)
+  redis.call('ZADD', prefix .. 'retries', due, id)
+  redis.call('EXPIRE', job, retention)
+end
 local function finish(prefix, id, job, to, retention)
   redis.call('EXPIRE', job, retention)
   redis.call('ZREM', prefix .. 'retries', id)
@@ -64,12 +70,16 @@ local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {'missing'} end
 if status ~= 'pending' then return {'refused', status} end
 local due = tonumber(redis.call('HGET', KEYS[1], 'retry_at') or '0')
-if due > tonumber(ARGV[6]) then return {'early', status} end
+if due > tonumber(ARGV[6]) + 1 then  -- a second of clock skew between machines is fine
+  redis.call('ZADD', prefix .. 'retries', due, id)  -- whatever happens, the retry stays
+  return {'early', status}
+end
 local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
 local tries = redis.call('HINCRBY', KEYS[1], 'tries', 1)
 move(prefix, id, 'pending', 'running', KEYS[1])
 redis.call('HSET', KEYS[1], 'worker', ARGV[3], 'started_at', ARGV[4], 'lease', ARGV[5])
 redis.call('HDEL', KEYS[1], 'retry_at')
+redis.call('PERSIST', KEYS[1])  -- a running job's record outlives the retention period
 redis.call('ZADD', prefix .. 'leases', ARGV[5], id)
 redis.call('SADD', prefix .. 'held:' .. ARGV[3], id)
 redis.call('ZREM', prefix .. 'retries', id)
@@ -100,11 +110,10 @@ end
 remember(KEYS[1], ARGV[7])
 for i = 8, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 release(prefix, id, KEYS[1])
-move(prefix, id, 'running', to, KEYS[1])
 if to == 'pending' then
-  redis.call('HSET', KEYS[1], 'retry_at', ARGV[6])
-  redis.call('ZADD', prefix .. 'retries', ARGV[6], id)
+  requeue(prefix, id, KEYS[1], ARGV[6], tonumber(ARGV[5]))
 else
+  move(prefix, id, 'running', to, KEYS[1])
   finish(prefix, id, KEYS[1], to, tonumber(ARGV[5]))
 end
 return {'ok', status}
@@ -139,9 +148,7 @@ end
 local job = cjson.decode(redis.call('HGET', KEYS[1], 'job'))
 local tries = tonumber(redis.call('HGET', KEYS[1], 'tries') or '0')
 if tries < tonumber(job['max_attempts'] or 1) then
-  move(prefix, id, 'running', 'pending', KEYS[1])
-  redis.call('HSET', KEYS[1], 'retry_at', ARGV[6])
-  redis.call('ZADD', prefix .. 'retries', ARGV[6], id)
+  requeue(prefix, id, KEYS[1], ARGV[6], tonumber(ARGV[5]))
   return {'retry'}
 end
 move(prefix, id, 'running', 'failed', KEYS[1])
@@ -159,19 +166,26 @@ redis.call('HSET', KEYS[1], 'exited', ARGV[3] .. ':' .. ARGV[4])
 return 1
 """
 
+_PUBLISHED = """
+-- KEYS: queued, retries ; ARGV: id, now
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+local due = redis.call('ZSCORE', KEYS[2], ARGV[1])
+-- only the retry this publish served: a newer one (set after it) stays
+if due and tonumber(due) <= tonumber(ARGV[2]) then redis.call('ZREM', KEYS[2], ARGV[1]) end
+return 1
+"""
+
 _HANDBACK = (
     _LIB
     + """
--- KEYS: job ; ARGV: prefix, id, attempt, now, history entry
+-- KEYS: job ; ARGV: prefix, id, attempt, due, history entry, retention
 local prefix, id = ARGV[1], ARGV[2]
 if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
 if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[3] then return 0 end
 remember(KEYS[1], ARGV[5])
 release(prefix, id, KEYS[1])
 redis.call('HINCRBY', KEYS[1], 'tries', -1)
-move(prefix, id, 'running', 'pending', KEYS[1])
-redis.call('HSET', KEYS[1], 'retry_at', ARGV[4])
-redis.call('ZADD', prefix .. 'retries', ARGV[4], id)
+requeue(prefix, id, KEYS[1], ARGV[4], tonumber(ARGV[6]))
 return 1
 """
 )
@@ -214,6 +228,7 @@ class Attempts:
         self._reclaim = redis.register_script(_RECLAIM)
         self._handback = redis.register_script(_HANDBACK)
         self._exited = redis.register_script(_EXITED)
+        self._published = redis.register_script(_PUBLISHED)
 
     def _call(self, script: Any, job_id: str, *args: object) -> Any:
         with self.store.reach():
@@ -293,9 +308,11 @@ class Attempts:
         die before it records the result, the sweeper knows the job ran to its end."""
         self._call(self._exited, job_id, attempt, code)
 
-    def hand_back(self, job_id: str, attempt: int, history: str) -> bool:
-        """Return a running attempt to pending without counting it (graceful shutdown)."""
-        return bool(self._call(self._handback, job_id, attempt, time.time(), history))
+    def hand_back(self, job_id: str, attempt: int, history: str, due: float) -> bool:
+        """Return a running attempt to pending without counting it (graceful shutdown); it
+        may start again from ``due``, once the stopped attempt's processes are gone."""
+        retention = self.store.settings.retention_seconds
+        return bool(self._call(self._handback, job_id, attempt, due, history, retention))
 
     def fence(self, job_id: str) -> tuple[str | None, int, str | None]:
         """The job's status, attempt number and cancel request, in one read."""
@@ -322,17 +339,19 @@ class Attempts:
         return self._due(f"{PREFIX}queued", before, limit)
 
     def published(self, job_id: str, at: float) -> None:
-        """Note that a message for the job was just published (and no retry is due)."""
+        """Note that a message for the job was just published: the sweeper publishes it
+        again should it never start; the retry it served (due by ``at``) is done."""
+        with self.store.reach():
+            self._published(keys=[f"{PREFIX}queued", f"{PREFIX}retries"], args=[job_id, at])
+
+    def forget(self, job_id: str, keep_queued: bool = False) -> None:
+        """Drop the bookkeeping of a job that ended or whose record expired."""
+        keys = ["leases", "retries"] + ([] if keep_queued else ["queued"])
         with self.store.reach():
             pipe = self.store.redis.pipeline(transaction=False)
-            pipe.zadd(f"{PREFIX}queued", {job_id: at})
-            pipe.zrem(f"{PREFIX}retries", job_id)
+            for key in keys:
+                pipe.zrem(f"{PREFIX}{key}", job_id)
             pipe.execute()
-
-    def forget_queued(self, job_id: str) -> None:
-        """Stop watching a job that is no longer pending."""
-        with self.store.reach():
-            self.store.redis.zrem(f"{PREFIX}queued", job_id)
 
     def held(self, worker: str) -> list[str]:
         """The jobs ``worker`` is running."""

@@ -8,6 +8,7 @@ will apply, is recorded as pending, and only then is published to its runner's q
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +19,7 @@ from nacl.signing import SigningKey
 
 from horus import config, registry, sealing, signing
 from horus.app import app as default_app
+from horus.attempts import Attempts
 from horus.audit import Audit
 from horus.config import Settings
 from horus.errors import BrokerUnavailable, InvalidJob, JobStateError, UnknownRunner
@@ -49,6 +51,7 @@ class Client:
         self.store = Store(self.settings)
         self.app = app or default_app
         self.gate = Gate(self.settings)
+        self.attempts = Attempts(self.store)
         self.keys = (
             signing_keys((), self.settings)
             if keys is None
@@ -132,6 +135,8 @@ class Client:
 
     def _publish(self, job: Job) -> None:
         publish(self.app, job)
+        # From now on the sweeper publishes it again should the message vanish.
+        self.attempts.published(job.id, time.time())
 
     # -- inspecting -------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -85,6 +86,12 @@ class Settings:
             f"HORUS_RESULT_BACKEND={redact(url)} is not Redis: job records and results need a "
             "redis:// URL; set HORUS_RESULT_BACKEND to one"
         )
+
+    @property
+    def groups_dir(self) -> Path:
+        """Where this machine records its running job process groups. Per host: process ids
+        mean nothing on another machine or container sharing HORUS_HOME."""
+        return self.home / "run" / "groups" / socket.gethostname()
 
     @property
     def uses_embedded(self) -> bool:

@@ -14,6 +14,8 @@ from horus.errors import HorusError
 from horus.job import Job
 
 log = logging.getLogger(__name__)
+#: the share of its lease an attempt may go without a renewal before it stops itself
+LOSE_AFTER = 0.8
 
 
 class Guard:
@@ -37,28 +39,39 @@ class Guard:
         #: True once a valid cancel request stopped the job
         self.cancelled = False
         self._judged: dict[str, bool] = {}
+        #: when the lease was last renewed (monotonic); past LOSE_AFTER of the lease without
+        #: a renewal, the attempt stops on its own, before the sweeper may take the job back
+        self.renewed = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._renew, daemon=True, name="horus-lease")
         self._thread.start()
 
     def _renew(self) -> None:
-        while not self._stop.wait(self.lease / 3):
+        pause = self.lease / 3
+        while not self._stop.wait(pause):
             try:
                 if not self.attempts.renew(self.job.id, self.attempt, time.time() + self.lease):
                     log.warning("job %s: attempt %d lost its lease", self.job.id, self.attempt)
                     self.lost.set()
                     return
-            except HorusError as exc:  # the store is away: the lease may run out
+                self.renewed = time.monotonic()
+                pause = self.lease / 3
+            except Exception as exc:  # the store is away or failing: try again soon
                 log.warning("job %s: could not renew the lease: %s", self.job.id, exc)
+                pause = min(self.lease / 3, 0.5)
 
     def __call__(self) -> bool:
         """True when the runner must stop: cancelled, or the attempt no longer owns the job."""
         if self.lost.is_set():
             return True
+        if time.monotonic() - self.renewed > self.lease * LOSE_AFTER:
+            log.warning("job %s: no lease renewal for too long; stopping", self.job.id)
+            self.lost.set()  # the sweeper may soon give the job to another worker
+            return True
         try:
             status, attempt, cancel = self.attempts.fence(self.job.id)
         except HorusError:
-            return False  # keep running; the lease decides if the store stays away
+            return False  # keep running while the lease lasts
         if status != "running" or attempt != self.attempt:
             self.lost.set()
             return True

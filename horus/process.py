@@ -103,7 +103,11 @@ def kill_recorded_groups(groups_dir: Path, orphans_only: bool = False) -> int:
             continue
         if orphans_only and _start_time(int(owner)) == owner_started:
             continue  # its worker process lives and will end it
-        if _start_time(pgid) == started:
+        leader = _start_time(pgid)
+        # The leader may be gone (it dies with its worker) while the job's children live
+        # on in its group; a pid is not reused while a group of that id exists, so members
+        # found under it are the job's. A live leader that started later is another process.
+        if (leader is None or leader == started) and _group_alive(pgid, None):
             kill_group(pgid)
             killed += 1
         entry.unlink(missing_ok=True)

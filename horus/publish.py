@@ -15,8 +15,9 @@ from horus.errors import BrokerUnavailable
 from horus.job import Job
 from horus.routing import TASK_NAME, queue_for
 
-#: seconds the worker's hard time limit exceeds a job's own timeout (a backstop only)
-HARD_LIMIT_MARGIN = 60
+#: seconds the worker's hard time limit exceeds a job's own timeout (a backstop only: more
+#: than a worker spends recording an attempt's end through a store outage)
+HARD_LIMIT_MARGIN = 120
 
 
 def publish(app: Celery, job: Job) -> None:

@@ -83,6 +83,21 @@ return {'ok', status}
 """
 
 
+_DISCARD = """
+-- KEYS: job ; ARGV: prefix, id
+if redis.call('HGET', KEYS[1], 'status') ~= 'pending' then return 0 end
+if (redis.call('HGET', KEYS[1], 'attempt') or '0') ~= '0' then return 0 end
+local runner = redis.call('HGET', KEYS[1], 'runner_id')
+local context = redis.call('HGET', KEYS[1], 'context_id')
+redis.call('DEL', KEYS[1])
+for _, index in ipairs({'all', 'status:pending', 'runner:' .. runner, 'context:' .. context}) do
+  redis.call('ZREM', ARGV[1] .. 'index:' .. index, ARGV[2])
+end
+redis.call('ZREM', ARGV[1] .. 'queued', ARGV[2])
+return 1
+"""
+
+
 def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
@@ -166,6 +181,7 @@ class Store:
         )
         self._create = self.redis.register_script(_CREATE)
         self._transition = self.redis.register_script(_TRANSITION)
+        self._discard = self.redis.register_script(_DISCARD)
 
     @contextmanager
     def reach(self) -> Iterator[None]:
@@ -192,7 +208,6 @@ class Store:
             f"{PREFIX}index:all",
             f"{PREFIX}index:status:pending",
             f"{PREFIX}index:runner:{job.runner_id}",
-            f"{PREFIX}queued",  # the sweeper publishes it again should the message vanish
         ]
         if job.context_id:
             keys.append(f"{PREFIX}index:context:{job.context_id}")
@@ -212,22 +227,10 @@ class Store:
             return bool(self._create(keys=keys, args=argv))
 
     def discard(self, job_id: str) -> None:
-        """Remove a pending record whose message could not be sent, with its index entries."""
+        """Remove a pending record whose message could not be sent, with its index entries;
+        a record some worker already started is left alone."""
         with self.reach():
-            data = self.redis.hgetall(self.key(job_id))
-            if data.get("status") != JobStatus.PENDING.value:
-                return
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.delete(self.key(job_id))
-            pipe.zrem(f"{PREFIX}queued", job_id)
-            for index in (
-                "all",
-                "status:pending",
-                f"runner:{data['runner_id']}",
-                f"context:{data['context_id']}",
-            ):
-                pipe.zrem(f"{PREFIX}index:{index}", job_id)
-            pipe.execute()
+            self._discard(keys=[self.key(job_id)], args=[PREFIX, job_id])
 
     def transition(
         self,

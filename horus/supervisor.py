@@ -196,7 +196,7 @@ class Platform:
             t.join()
         self.sweeper.stop(5.0)
         self.flower.stop(5.0)
-        kill_recorded_groups(self.settings.home / "run" / "groups")
+        kill_recorded_groups(self.settings.groups_dir)
         if self.redis is not None:
             self.redis.stop()
         click.echo("Horus stopped.")

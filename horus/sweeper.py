@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from celery import Celery
 
 from horus.attempts import Attempts, backoff, entry
-from horus.errors import HorusError
+from horus.errors import JobNotFound
 from horus.job import JobResult, JobStatus
 from horus.process import kill_recorded_groups
 from horus.publish import publish
@@ -49,7 +49,7 @@ class Sweep:
 class Sweeper:
     """Runs sweeps on one job store and broker."""
 
-    def __init__(self, store: Store, app: Celery) -> None:
+    def __init__(self, store: Store, app: Celery, settled: bool = False) -> None:
         self.store = store
         self.app = app
         self.attempts = Attempts(store)
@@ -57,14 +57,12 @@ class Sweeper:
         #: when this sweeper last found the store answering after not reaching it (or
         #: started): leases are not taken back for one lease period after that, so workers
         #: that lost the store too can renew or record their jobs first
-        self.reachable_since = time.time()
+        self.reachable_since = 0.0 if settled else time.time()
 
     def sweep(self) -> Sweep:
         """One pass over expired leases, due retries and stale messages."""
         done = Sweep()
-        done.reaped = kill_recorded_groups(
-            self.store.settings.home / "run" / "groups", orphans_only=True
-        )
+        done.reaped = kill_recorded_groups(self.store.settings.groups_dir, orphans_only=True)
         now = time.time()
         settled = now - self.reachable_since >= self.timing.lease
         for job_id in self.attempts.expired_leases(now) if settled else []:
@@ -80,9 +78,11 @@ class Sweeper:
     def _reclaim(self, job_id: str) -> str:
         try:
             record = self.store.get(job_id)
-        except HorusError:
+        except JobNotFound:
+            self.attempts.forget(job_id)  # the record expired: drop its bookkeeping
             return "gone"
         if record.status is not JobStatus.RUNNING:
+            self.attempts.forget(job_id, keep_queued=True)
             return "gone"
         now = datetime.now(UTC)
         reason = (
@@ -136,11 +136,11 @@ class Sweeper:
     def _republish(self, job_id: str) -> bool:
         try:
             record = self.store.get(job_id)
-        except HorusError:
-            self.attempts.forget_queued(job_id)
+        except JobNotFound:
+            self.attempts.forget(job_id)
             return False
         if record.status is not JobStatus.PENDING:
-            self.attempts.forget_queued(job_id)
+            self.attempts.forget(job_id)
             return False
         publish(self.app, record.job)
         self.attempts.published(job_id, time.time())
@@ -153,7 +153,7 @@ class Sweeper:
                 done = self.sweep()
                 if done.recovered or done.failed or done.retried or done.republished:
                     log.info("sweep: %s", done)
-            except HorusError as exc:  # the broker is away: try again next time
+            except Exception as exc:  # the broker is away or failing: try again next time
                 log.warning("sweep failed: %s", exc)
                 self.reachable_since = time.time() + self.timing.sweep_interval
             stop.wait(self.timing.sweep_interval)

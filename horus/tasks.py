@@ -29,7 +29,7 @@ from nacl.signing import SigningKey
 from horus import config, registry, sealing, signing, worker
 from horus.app import app
 from horus.attempts import Attempts, Started, backoff, entry
-from horus.audit import Audit
+from horus.audit import Action, Audit, Verdict
 from horus.errors import (
     ConfigError,
     HorusError,
@@ -83,6 +83,22 @@ def worker_key() -> SigningKey:
     return gate().worker_key()
 
 
+def _audit(
+    job_id: str,
+    action: Action,
+    decision: Verdict,
+    reason: str,
+    signers: tuple[str, ...],
+    runner_id: str,
+) -> None:
+    """Record a decision in the audit trail; an audit that fails is logged, and never
+    changes what happens to the job."""
+    try:
+        audit().record(job_id, action, decision, reason, signers, runner_id)
+    except Exception as exc:
+        log.error("could not audit %s %s of job %s: %s", decision, action, job_id, exc)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -93,10 +109,7 @@ def _refuse(
     """Record a job the worker will not run as failed, with the reason, and stop."""
     reason = one_line(reason)
     log.warning("refused job %s: %s", job_id, reason)
-    try:
-        audit().record(job_id, "run", "refused", reason, signers, runner_id)
-    except HorusError as exc:
-        log.error("could not audit the refusal of job %s: %s", job_id, exc)
+    _audit(job_id, "run", "refused", reason, signers, runner_id)
     now = _now()
     result = JobResult(
         job_id=job_id, status=JobStatus.FAILED, error=reason, started_at=now, completed_at=now
@@ -165,7 +178,7 @@ def _start(job: Job, signers: tuple[str, ...], worker_name: str, started: dateti
     if begun.outcome == "expired":
         _refuse(job.id, expired, signers, job.runner_id)
     if begun.outcome == "ok":
-        audit().record(job.id, "run", "accepted", "", signers, job.runner_id)
+        _audit(job.id, "run", "accepted", "", signers, job.runner_id)
         return begun
     if begun.outcome == "missing":
         _refuse(
@@ -187,7 +200,7 @@ def _start(job: Job, signers: tuple[str, ...], worker_name: str, started: dateti
     else:
         reason = f"the job is already {begun.status}: another attempt owns it"
     log.info("job %s not run: %s", job.id, reason)
-    audit().record(job.id, "run", "refused", reason, signers, job.runner_id)
+    _audit(job.id, "run", "refused", reason, signers, job.runner_id)
     raise Ignore()
 
 
@@ -204,9 +217,9 @@ def _honour_cancel(job: Job) -> Callable[[str], bool]:
         except (ValueError, HorusError) as exc:  # pydantic errors are ValueErrors
             reason = one_line(str(exc).splitlines()[0])
             log.warning("ignored a cancel request for job %s: %s", job.id, reason)
-            audit().record(job.id, "cancel", "refused", reason, signers, job.runner_id)
+            _audit(job.id, "cancel", "refused", reason, signers, job.runner_id)
             return False
-        audit().record(job.id, "cancel", "accepted", "", signers, job.runner_id)
+        _audit(job.id, "cancel", "accepted", "", signers, job.runner_id)
         return True
 
     return judge
@@ -282,7 +295,7 @@ def _end(
 def _fail_started(job: Job, begun: Started, reason: str, signers: tuple[str, ...]) -> NoReturn:
     """End an attempt that started but must not run (expired, secrets that do not open)."""
     reason = one_line(reason)
-    audit().record(job.id, "run", "refused", reason, signers, job.runner_id)
+    _audit(job.id, "run", "refused", reason, signers, job.runner_id)
     now = _now()
     result = JobResult(
         job_id=job.id,
@@ -328,7 +341,7 @@ def _run(
                 workdir=workdir,
                 deadline=time.monotonic() + job.timeout,
                 cancelled=guard,
-                groups_dir=store().settings.home / "run" / "groups",
+                groups_dir=store().settings.groups_dir,
                 secrets=ctx_secrets,
                 attempt=attempt,
                 exited=lambda code: _note_exit(job.id, attempt, code),

@@ -28,10 +28,10 @@ from horus.attempts import Attempts, entry
 from horus.errors import ConfigError
 from horus.job import JobStatus
 from horus.policy import PolicyFile
-from horus.process import kill_recorded_groups
+from horus.process import CANCEL_POLL, KILL_GRACE, kill_recorded_groups
 from horus.publish import publish
 from horus.routing import queue_for
-from horus.store import WORKER_TTL, Store
+from horus.store import WORKER_TTL, Record, Store
 
 log = logging.getLogger(__name__)
 #: seconds between two looks for job processes whose pool process died
@@ -68,7 +68,7 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
     name = str(getattr(sender, "hostname", "worker"))
     settings = config.load()
     threading.Thread(target=_beat, args=(name, Store(settings)), daemon=True).start()
-    groups = settings.home / "run" / "groups"
+    groups = settings.groups_dir
     threading.Thread(target=_reap, args=(groups,), daemon=True).start()
 
 
@@ -79,7 +79,8 @@ def hand_back(name: str, store: Store, grace: float) -> int:
     end = time.monotonic() + grace
     while attempts.held(name) and time.monotonic() < end:
         time.sleep(0.2)
-    handed = 0
+    handed: list[Record] = []
+    due = 0.0
     for job_id in attempts.held(name):
         record = store.get(job_id)
         if record.status is not JobStatus.RUNNING or record.worker != name:
@@ -88,12 +89,18 @@ def hand_back(name: str, store: Store, grace: float) -> int:
         note = entry(
             record.attempt, "handed back", name, error="its worker stopped", started=started
         )
-        if attempts.hand_back(job_id, record.attempt, note):
-            publish(app, record.job)
-            attempts.published(job_id, time.time())
-            handed += 1
+        # Another worker may start it once this one's attempt has surely stopped: it sees
+        # the hand-back within CANCEL_POLL and kills its processes within KILL_GRACE.
+        due = time.time() + CANCEL_POLL + KILL_GRACE + 1.0
+        if attempts.hand_back(job_id, record.attempt, note, due):
+            handed.append(record)
             log.warning("handed back job %s: the worker is stopping", job_id)
-    return handed
+    if handed:
+        time.sleep(max(0.0, due - time.time()))
+    for record in handed:  # else the sweeper publishes it when due
+        publish(app, record.job)
+        attempts.published(record.job.id, time.time())
+    return len(handed)
 
 
 @worker_shutting_down.connect
@@ -139,7 +146,7 @@ def run_worker(runners: list[str], concurrency: int, loglevel: str = "INFO") -> 
     settings = config.load()
     Store(settings).ping()
     _warn_about_trust(settings)
-    kill_recorded_groups(settings.home / "run" / "groups", orphans_only=True)
+    kill_recorded_groups(settings.groups_dir, orphans_only=True)
     _served[:] = names
     queues = ",".join(queue_for(n) for n in names)
     node = f"horus-{'-'.join(names)}-{os.getpid()}@%h"

@@ -102,7 +102,7 @@ class WorkerProcess:
         """End the worker's process group and any job group it left."""
         if self.proc is not None:
             end_group(self.proc)
-        kill_recorded_groups(config.load().home / "run" / "groups", orphans_only=True)
+        kill_recorded_groups(config.load().groups_dir, orphans_only=True)
 
 
 def wait_until(predicate: object, timeout: float = 10.0, step: float = 0.02) -> bool:

@@ -88,7 +88,7 @@ def sweeper(once: bool) -> None:
     run one (or more) next to workers on other machines."""
     settings = config.load()
     store = Store(settings)
-    sweeper = Sweeper(store, app)
+    sweeper = Sweeper(store, app, settled=once)
     if once:
         click.echo(json.dumps(sweeper.sweep().__dict__))
         return

@@ -202,12 +202,17 @@ def test_a_cancelled_pending_job_never_starts_even_across_a_worker_restart(
 def test_a_message_that_vanished_is_published_again(
     client: Client, sweeper: Sweeper, chaos_workers: list[WorkerProcess]
 ) -> None:
+    first = chaos_worker(chaos_workers)
+    first.stop()  # nobody consumes horus.chaos for now
+    job_id = client.submit(chaos("echo found"))
+    created = client.create_job(chaos("echo never started"))  # recorded, never sent
+    assert client.store.redis.delete("horus.chaos") == 1  # the message vanishes
+    sent = time.monotonic()
     chaos_worker(chaos_workers)
-    job_id = client.create_job(chaos("echo found"))  # recorded; its message never sent
-    started = time.monotonic()
     result = client.wait(job_id, timeout=30)
     assert (result.status, result.output) == (JobStatus.COMPLETED, "found\n")
-    assert time.monotonic() - started >= TIMING.republish_after - 0.5
+    assert time.monotonic() - sent >= TIMING.republish_after - 0.5
+    assert client.get_job_status(created) is JobStatus.PENDING  # only start_job sends it
 
 
 def test_horus_sweeper_once_reports_what_it_did(embedded_redis: object) -> None:

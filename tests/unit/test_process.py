@@ -266,3 +266,24 @@ def test_orphans_only_spares_groups_whose_worker_process_lives(
     assert kill_recorded_groups(groups, orphans_only=True) == 1
     sleeper.wait(5)
     assert list(groups.iterdir()) == []
+
+
+def test_the_reaper_kills_what_a_dead_leader_left_in_its_group(tmp_path: Path) -> None:
+    """The job's first process dies with its worker (pdeathsig); its children live on in
+    the group and must be killed before the job runs again."""
+    pidfile = tmp_path / "child"
+    leader = subprocess.Popen(
+        ["/bin/sh", "-c", f"sleep 30 & echo $! > {pidfile}; exit 0"], start_new_session=True
+    )
+    started = _start_time(leader.pid)
+    leader.wait(5)
+    child = int(pidfile.read_text())
+    assert alive(child)
+    groups = tmp_path / "groups"
+    groups.mkdir()
+    (groups / str(leader.pid)).write_text(f"{started} {leader.pid} {started}")  # owner dead
+    assert kill_recorded_groups(groups, orphans_only=True) == 1
+    deadline = time.monotonic() + 5
+    while alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(child)

@@ -4,6 +4,7 @@ output cap; whatever happens, the whole group (grandchildren included) is gone a
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -20,6 +21,7 @@ from horus.watch import Watch
 KILL_GRACE = 1.0
 #: seconds between two cancel checks while a process runs
 CANCEL_POLL = 0.5
+PR_SET_CHILD_SUBREAPER = 36
 #: seconds to read output left in the pipes once the job's group is gone
 DRAIN_LIMIT = 5.0
 #: what a job's first process runs under so that it is killed the moment the worker process
@@ -98,7 +100,8 @@ def kill_recorded_groups(groups_dir: Path, orphans_only: bool = False) -> int:
     killed = 0
     for entry in groups_dir.glob("[0-9]*") if groups_dir.is_dir() else []:
         try:
-            pgid, (started, owner, owner_started) = int(entry.name), entry.read_text().split()
+            pgid = int(entry.name)
+            started, owner, owner_started = entry.read_text().split()[:3]
         except (ValueError, OSError):
             continue
         if orphans_only and _start_time(int(owner)) == owner_started:
@@ -114,6 +117,48 @@ def kill_recorded_groups(groups_dir: Path, orphans_only: bool = False) -> int:
     return killed
 
 
+def _peek_exit(pid: int) -> int:
+    """The exit code of an exited child, without reaping it: should this process die before
+    it records the code, the zombie goes to the subreaper, which records it."""
+    info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+    if info is None:
+        return -1
+    return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+
+
+def collect_orphans(groups_dir: Path) -> list[tuple[str, int]]:
+    """Reap the recorded job processes whose worker process died and that were handed to
+    this process (a child subreaper: the worker's main process). Returns each one's label
+    and exit code: a job that exited 0 just before its worker process died completed, and
+    must not run again."""
+    reaped: list[tuple[str, int]] = []
+    for entry in groups_dir.glob("[0-9]*") if groups_dir.is_dir() else []:
+        try:
+            fields = entry.read_text().split()
+            pgid, owner, owner_started = int(entry.name), int(fields[1]), fields[2]
+        except (ValueError, OSError, IndexError):
+            continue
+        if _start_time(owner) == owner_started:
+            continue  # its worker process lives and reaps it
+        try:
+            pid, status = os.waitpid(pgid, os.WNOHANG)
+        except ChildProcessError:
+            continue  # not ours
+        if pid == pgid:
+            reaped.append((" ".join(fields[3:]), os.waitstatus_to_exitcode(status)))
+    return reaped
+
+
+def become_subreaper() -> bool:
+    """Make this process adopt the orphans of its descendants (Linux PR_SET_CHILD_SUBREAPER),
+    so that it learns how a job ended whose worker process died. False where unsupported."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
 def run_process(
     argv: Sequence[str],
     *,
@@ -125,12 +170,13 @@ def run_process(
     stdin: bytes | None = None,
     groups_dir: Path | None = None,
     exited: Callable[[int], None] | None = None,
+    label: str = "",
 ) -> Outcome:
     """Run ``argv`` until it exits, its ``deadline`` (monotonic) passes or it is cancelled.
 
     With ``groups_dir``, the process group is recorded there while it runs (see
-    :func:`kill_recorded_groups`). ``exited`` is told the exit code the moment the process
-    exits on its own, before anything else is done.
+    :func:`kill_recorded_groups`) with ``label``. ``exited`` is told the exit code the
+    moment the process exits on its own, before anything else is done.
     """
     proc = subprocess.Popen(
         [*DIE_WITH_WORKER, *argv],
@@ -146,7 +192,7 @@ def run_process(
         groups_dir.mkdir(parents=True, exist_ok=True)
         marker = groups_dir / str(proc.pid)
         me = os.getpid()
-        marker.write_text(f"{_start_time(proc.pid)} {me} {_start_time(me)}")
+        marker.write_text(f"{_start_time(proc.pid)} {me} {_start_time(me)} {label}".strip())
     watch = Watch(proc, stdin, output_cap)
     stopped: JobStatus | None = None
     next_cancel_check = time.monotonic() + CANCEL_POLL
@@ -163,7 +209,7 @@ def run_process(
                     break
         else:
             if exited is not None:
-                exited(proc.wait())
+                exited(_peek_exit(proc.pid))  # noted before reaping: see collect_orphans
     finally:
         # Stopped or not, nothing of the job (background children included) outlives it.
         kill_group(proc.pid, proc)

@@ -82,6 +82,7 @@ class RunContext:
             stdin=stdin,
             groups_dir=self.groups_dir,
             exited=self.exited,
+            label=f"{self.job.id} {self.attempt}",
         )
 
 

@@ -28,7 +28,13 @@ from horus.attempts import Attempts, entry
 from horus.errors import ConfigError
 from horus.job import JobStatus
 from horus.policy import PolicyFile
-from horus.process import CANCEL_POLL, KILL_GRACE, kill_recorded_groups
+from horus.process import (
+    CANCEL_POLL,
+    KILL_GRACE,
+    become_subreaper,
+    collect_orphans,
+    kill_recorded_groups,
+)
 from horus.publish import publish
 from horus.routing import queue_for
 from horus.store import WORKER_TTL, Record, Store
@@ -55,11 +61,19 @@ def _beat(name: str, store: Store) -> None:
         _stop.wait(WORKER_TTL / 3)
 
 
-def _reap(groups: Path) -> None:
+def _reap(groups: Path, store: Store) -> None:
+    attempts = Attempts(store)
     while not _stop.wait(REAP_INTERVAL):
         try:
+            for label, code in collect_orphans(groups):
+                job_id, attempt = label.split()
+                log.warning(
+                    "job %s attempt %s exited %d as its pool process died", job_id, attempt, code
+                )
+                if code == 0:  # it completed: the sweeper must not run it again
+                    attempts.exited(job_id, int(attempt), 0)
             kill_recorded_groups(groups, orphans_only=True)
-        except OSError as exc:
+        except Exception as exc:
             log.warning("reaping orphaned jobs failed: %s", exc)
 
 
@@ -69,7 +83,7 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
     settings = config.load()
     threading.Thread(target=_beat, args=(name, Store(settings)), daemon=True).start()
     groups = settings.groups_dir
-    threading.Thread(target=_reap, args=(groups,), daemon=True).start()
+    threading.Thread(target=_reap, args=(groups, Store(settings)), daemon=True).start()
 
 
 def hand_back(name: str, store: Store, grace: float) -> int:
@@ -147,6 +161,7 @@ def run_worker(runners: list[str], concurrency: int, loglevel: str = "INFO") -> 
     Store(settings).ping()
     _warn_about_trust(settings)
     kill_recorded_groups(settings.groups_dir, orphans_only=True)
+    become_subreaper()  # a dead pool process's job comes to us: we learn how it ended
     _served[:] = names
     queues = ",".join(queue_for(n) for n in names)
     node = f"horus-{'-'.join(names)}-{os.getpid()}@%h"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -82,6 +83,7 @@ def up() -> Iterator[Up]:
         yield handle
     finally:
         end_group(proc, grace=40)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def test_horus_up_runs_jobs_shows_them_in_flower_and_stops_leaving_nothing(up: Up) -> None:
@@ -137,9 +139,12 @@ def _descendants_recorded(up: Up) -> list[int]:
     ]
 
 
-def test_cli_without_a_reachable_broker_says_so_in_one_line() -> None:
+def test_cli_without_a_reachable_broker_says_so_in_one_line(
+    request: pytest.FixtureRequest,
+) -> None:
     home = tempfile.mkdtemp(prefix="horus-none-", dir="/tmp")
     env = {**os.environ, "HORUS_HOME": home}
+    request.addfinalizer(lambda: shutil.rmtree(home, ignore_errors=True))
     for args in (("enqueue", "shell", "echo hi"), ("list",), ("status", "abc")):
         run = run_horus(*args, env=env)
         assert run.returncode == 5

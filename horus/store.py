@@ -182,6 +182,10 @@ class Store:
         self._create = self.redis.register_script(_CREATE)
         self._transition = self.redis.register_script(_TRANSITION)
         self._discard = self.redis.register_script(_DISCARD)
+        self._request_cancel = self.redis.register_script(
+            "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end "
+            "redis.call('HSET', KEYS[1], 'cancel', ARGV[1]) return 1"
+        )
 
     @contextmanager
     def reach(self) -> Iterator[None]:
@@ -303,7 +307,8 @@ class Store:
     def request_cancel(self, job_id: str, request: str) -> None:
         """Attach a cancel request to a job; the worker running it checks and honours it."""
         with self.reach():
-            self.redis.hset(self.key(job_id), "cancel", request)
+            if not self._request_cancel(keys=[self.key(job_id)], args=[request]):
+                raise JobNotFound(job_id)
 
     def find(
         self,

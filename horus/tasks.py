@@ -370,7 +370,10 @@ def execute(self: Task[Any, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
     )
     clock = time.monotonic()
     try:
-        outcome = _run(job, runner, secrets, guard, begun.attempt)
+        if guard():  # cancelled while it waited for a retry, or taken back already
+            outcome = Outcome(status=JobStatus.CANCELLED, error="cancelled before it started")
+        else:
+            outcome = _run(job, runner, secrets, guard, begun.attempt)
     finally:
         guard.close()
     if guard.lost.is_set():

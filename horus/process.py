@@ -29,6 +29,15 @@ DRAIN_LIMIT = 5.0
 #: job must not go on to its effects while its job is being recovered elsewhere. Whatever
 #: the job started in the background is ended by the reaper (kill_recorded_groups).
 DIE_WITH_WORKER = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
+#: run between setpriv and the job: a worker process that died before the death signal was
+#: armed has left the job with another parent, and then the job must not start at all
+_PARENT_CHECK = '[ "$PPID" = "$HORUS_PARENT" ] || exit 137; unset HORUS_PARENT; exec "$@"'
+
+
+def _die_with_me(argv: Sequence[str]) -> list[str]:
+    if not DIE_WITH_WORKER:
+        return list(argv)
+    return [*DIE_WITH_WORKER, "/bin/sh", "-c", _PARENT_CHECK, "horus-job", *argv]
 
 
 @dataclass(frozen=True)
@@ -179,8 +188,8 @@ def run_process(
     moment the process exits on its own, before anything else is done.
     """
     proc = subprocess.Popen(
-        [*DIE_WITH_WORKER, *argv],
-        env=env,
+        _die_with_me(argv),
+        env={**env, "HORUS_PARENT": str(os.getpid())} if DIE_WITH_WORKER else env,
         cwd=cwd,
         stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
         stdout=subprocess.PIPE,

@@ -5,5 +5,8 @@ WORKDIR /opt/horus
 COPY . .
 RUN pip install --no-cache-dir .
 USER horus
+# The compose volume horus-home mounts here: made by the horus user so that the volume is
+# too, and `horus init` can write the keys and the policy into it.
+RUN mkdir -p /home/horus/.horus
 ENV HORUS_HOME=/home/horus/.horus
 CMD ["horus", "--help"]

@@ -75,3 +75,11 @@ def test_compose_makes_keys_and_policy_once_and_workers_share_them(
         worker = services[f"worker-{runner}"]
         assert worker["depends_on"]["init"]["condition"] == "service_completed_successfully"
         assert any("/home/horus/.horus" in str(v) for v in worker["volumes"])
+
+
+def test_the_image_makes_horus_home_as_the_horus_user() -> None:
+    """Docker seeds a new named volume with the image's directory, owner included: made by
+    root (or not at all), `horus init` could not write the keys into horus-home."""
+    lines = [line.strip() for line in (REPO / "Dockerfile").read_text().splitlines()]
+    user = lines.index("USER horus")
+    assert "RUN mkdir -p /home/horus/.horus" in lines[user:]

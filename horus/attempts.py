@@ -23,15 +23,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, cast
 
-from horus.store import PREFIX, Store
+from horus.store import LUA_STATUS, PREFIX, Store
 
-_LIB = """
-local function move(prefix, id, from, to, job)
-  local score = tonumber(redis.call('HGET', job, 'created_at'))
-  redis.call('ZREM', prefix .. 'index:status:' .. from, id)
-  redis.call('ZADD', prefix .. 'index:status:' .. to, score, id)
-  redis.call('HSET', job, 'status', to)
-end
+_LIB = (
+    LUA_STATUS
+    + """
 local function remember(job, entry)
   local h = redis.call('HGET', job, 'history')
   if not h or h == '' then h = '[' .. entry .. ']'
@@ -49,13 +45,8 @@ local function requeue(prefix, id, job, due, retention)
   redis.call('ZADD', prefix .. 'retries', due, id)
   redis.call('EXPIRE', job, retention)
 end
-local function finish(prefix, id, job, to, retention)
-  redis.call('EXPIRE', job, retention)
-  redis.call('ZREM', prefix .. 'retries', id)
-  redis.call('ZREM', prefix .. 'queued', id)
-  redis.call('PUBLISH', prefix .. 'done:' .. id, to)
-end
 """
+)
 
 _START = (
     _LIB
@@ -84,7 +75,7 @@ redis.call('ZADD', prefix .. 'leases', ARGV[5], id)
 redis.call('SADD', prefix .. 'held:' .. ARGV[3], id)
 redis.call('ZREM', prefix .. 'retries', id)
 redis.call('ZREM', prefix .. 'queued', id)
-return {'ok', tostring(attempt), tostring(tries)}
+return {'ok', tostring(attempt), tostring(tries), redis.call('HGET', KEYS[1], 'cancel') or ''}
 """
 )
 
@@ -199,6 +190,8 @@ class Started:
     status: str = ""
     attempt: int = 0
     tries: int = 0
+    #: a cancel request the job already carries (made while it waited for a retry)
+    cancel: str | None = None
 
 
 def backoff(tries: int, base: float, cap: float) -> float:
@@ -246,7 +239,7 @@ class Attempts:
             ),
         )
         if reply[0] == "ok":
-            return Started("ok", "running", int(reply[1]), int(reply[2]))
+            return Started("ok", "running", int(reply[1]), int(reply[2]), reply[3] or None)
         return Started(reply[0], reply[1] if len(reply) > 1 else "")
 
     def renew(self, job_id: str, attempt: int, lease_until: float) -> bool:

@@ -75,6 +75,11 @@ class Guard:
         if status != "running" or attempt != self.attempt:
             self.lost.set()
             return True
+        return self.cancel_requested(cancel)
+
+    def cancel_requested(self, cancel: str | None) -> bool:
+        """True when ``cancel``, the job's cancel request, is one to honour (each request is
+        judged, and audited, once)."""
         if cancel is None:
             return False
         if cancel not in self._judged:

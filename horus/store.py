@@ -57,7 +57,28 @@ end
 return 1
 """
 
-_TRANSITION = """
+#: Lua shared by every script that changes a job's status (here and in horus.attempts):
+#: the status index follows the status, and a job that ends keeps its record for the
+#: retention period, leaves the retry and republish sets, and wakes its waiters.
+LUA_STATUS = """
+local function move(prefix, id, from, to, job)
+  if from == to then return end
+  local score = tonumber(redis.call('HGET', job, 'created_at'))
+  redis.call('ZREM', prefix .. 'index:status:' .. from, id)
+  redis.call('ZADD', prefix .. 'index:status:' .. to, score, id)
+  redis.call('HSET', job, 'status', to)
+end
+local function finish(prefix, id, job, to, retention)
+  redis.call('EXPIRE', job, retention)
+  redis.call('ZREM', prefix .. 'retries', id)
+  redis.call('ZREM', prefix .. 'queued', id)
+  redis.call('PUBLISH', prefix .. 'done:' .. id, to)
+end
+"""
+
+_TRANSITION = (
+    LUA_STATUS
+    + """
 -- KEYS: job ; ARGV: prefix, id, to, retention, n_from, from..., fields...
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {'missing'} end
@@ -67,20 +88,13 @@ for i = 6, 5 + n_from do if ARGV[i] == status then allowed = true end end
 if not allowed then return {'refused', status} end
 local to = ARGV[3]
 for i = 6 + n_from, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-if to ~= status then
-  local score = tonumber(redis.call('HGET', KEYS[1], 'created_at'))
-  redis.call('HSET', KEYS[1], 'status', to)
-  redis.call('ZREM', ARGV[1] .. 'index:status:' .. status, ARGV[2])
-  redis.call('ZADD', ARGV[1] .. 'index:status:' .. to, score, ARGV[2])
-end
+move(ARGV[1], ARGV[2], status, to, KEYS[1])
 if to ~= 'pending' and to ~= 'running' then
-  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
-  redis.call('ZREM', ARGV[1] .. 'queued', ARGV[2])
-  redis.call('ZREM', ARGV[1] .. 'retries', ARGV[2])
-  redis.call('PUBLISH', ARGV[1] .. 'done:' .. ARGV[2], to)
+  finish(ARGV[1], ARGV[2], KEYS[1], to, tonumber(ARGV[4]))
 end
 return {'ok', status}
 """
+)
 
 
 _DISCARD = """

@@ -370,7 +370,7 @@ def execute(self: Task[Any, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
     )
     clock = time.monotonic()
     try:
-        if guard():  # cancelled while it waited for a retry, or taken back already
+        if guard.cancel_requested(begun.cancel):  # cancelled while it waited for a retry
             outcome = Outcome(status=JobStatus.CANCELLED, error="cancelled before it started")
         else:
             outcome = _run(job, runner, secrets, guard, begun.attempt)

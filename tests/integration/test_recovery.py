@@ -24,6 +24,7 @@ from horus.app import app
 from horus.client import Client
 from horus.config import Timing
 from horus.job import Job, JobStatus
+from horus.signing import CancelRequest
 from horus.store import Store
 from horus.sweeper import Sweeper
 from tests.harness import PLUGINS, WorkerProcess, pid_alive, run_horus, wait_until
@@ -219,3 +220,20 @@ def test_horus_sweeper_once_reports_what_it_did(embedded_redis: object) -> None:
     done = run_horus("sweeper", "--once")
     assert done.returncode == 0, done.stderr
     assert '"recovered":' in done.stdout
+
+
+def test_a_cancel_left_on_a_job_waiting_for_its_retry_stops_the_retry(
+    client: Client, sweeper: Sweeper, chaos_workers: list[WorkerProcess], tmp_path: Path
+) -> None:
+    """A cancel that reached a running job just as its attempt failed is on the record when
+    the retry starts: the retry is cancelled before it runs anything."""
+    chaos_worker(chaos_workers)
+    runs = tmp_path / "runs"
+    job_id = client.submit(chaos(f"echo run >> {runs}; exit 1", max_attempts=3))
+    assert wait_until(lambda: client.get_job(job_id).tries == 2, timeout=20)
+    assert wait_until(lambda: client.get_job_status(job_id) is JobStatus.PENDING, timeout=20)
+    request = CancelRequest.make(job_id, client.keys)
+    client.store.request_cancel(job_id, request.model_dump_json())  # as the race leaves it
+    result = client.wait(job_id, timeout=30)
+    assert (result.status, result.attempt) == (JobStatus.CANCELLED, 3)
+    assert runs.read_text() == "run\nrun\n"

@@ -94,9 +94,11 @@ class Client:
         self.gate.judge(job, policy_required=False)
         return job
 
-    def _create(self, job: Job | dict[str, Any], secrets: Mapping[str, str] | None) -> Job:
+    def _create(
+        self, job: Job | dict[str, Any], secrets: Mapping[str, str] | None, sending: bool
+    ) -> Job:
         job = self.check(self.prepare(job, secrets))
-        if not self.store.create(job):
+        if not self.store.create(job, sending):
             raise InvalidJob(f"job id {job.id!r} is taken; leave id unset to get a fresh one")
         return job
 
@@ -104,21 +106,23 @@ class Client:
         self, job: Job | dict[str, Any], secrets: Mapping[str, str] | None = None
     ) -> str:
         """Validate, sign and record a job as pending without sending it; returns its id."""
-        return self._create(job, secrets).id
+        return self._create(job, secrets, sending=False).id
 
     def start_job(self, job_id: str) -> None:
         """Send a created (pending) job to its runner's queue."""
         record = self.store.get(job_id)
         if record.status is not JobStatus.PENDING:
             raise JobStateError(f"job {job_id} is {record.status}; only a pending job can start")
-        self._publish(self.check(record.job))  # an expired signature fails here, not later
+        publish(self.app, self.check(record.job))  # an expired signature fails here
+        # From now on the sweeper publishes it again should the message vanish.
+        self.attempts.published(job_id, time.time())
 
     def submit(self, job: Job | dict[str, Any], secrets: Mapping[str, str] | None = None) -> str:
         """Create and start a job in one call; returns its id. ``secrets`` are env vars
         sealed to the workers' key: only the worker running the job can read them."""
-        created = self._create(job, secrets)
+        created = self._create(job, secrets, sending=True)
         try:
-            self._publish(created)  # the job just validated and recorded: no re-read
+            publish(self.app, created)  # the job just validated and recorded: no re-read
         except BrokerUnavailable:
             self.store.discard(created.id)  # nothing half-written: no record without a message
             raise
@@ -132,11 +136,6 @@ class Client:
     ) -> JobResult:
         """Submit a job and wait for its result (seed 001's one-shot call)."""
         return self.wait(self.submit(job, secrets), timeout)
-
-    def _publish(self, job: Job) -> None:
-        publish(self.app, job)
-        # From now on the sweeper publishes it again should the message vanish.
-        self.attempts.published(job.id, time.time())
 
     # -- inspecting -------------------------------------------------------------------
 

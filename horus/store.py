@@ -219,14 +219,19 @@ class Store:
         """The hash key of a job record."""
         return f"{PREFIX}job:{job_id}"
 
-    def create(self, job: Job) -> bool:
-        """Record a new pending job with its indexes; False if the id is already taken."""
+    def create(self, job: Job, sending: bool = False) -> bool:
+        """Record a new pending job with its indexes; False if the id is already taken.
+
+        ``sending``: its message is about to be published, so the sweeper publishes it again
+        should the message vanish (a job only created waits for ``start_job``)."""
         keys = [
             self.key(job.id),
             f"{PREFIX}index:all",
             f"{PREFIX}index:status:pending",
             f"{PREFIX}index:runner:{job.runner_id}",
         ]
+        if sending:
+            keys.append(f"{PREFIX}queued")
         if job.context_id:
             keys.append(f"{PREFIX}index:context:{job.context_id}")
         fields = {

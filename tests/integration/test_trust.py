@@ -143,7 +143,7 @@ def test_a_replayed_job_runs_once(
     ledger = tmp_path / "ledger"
     job = signed(client, Job.new("shell", f"echo run >> {ledger}"))
     assert client.store.create(job)
-    client._publish(job)
+    client.start_job(job.id)
     assert client.wait(job.id, timeout=30).status is JobStatus.COMPLETED
     sneak(client, job, job.id)  # the very same signed message, again
     entry = refusal(client, job.id)

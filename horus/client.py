@@ -24,7 +24,6 @@ from horus.audit import Audit
 from horus.config import Settings
 from horus.errors import BrokerUnavailable, InvalidJob, JobStateError, UnknownRunner
 from horus.job import Job, JobResult, JobStatus, parse_job
-from horus.keys import load as load_key
 from horus.publish import publish
 from horus.signing import CancelRequest
 from horus.store import Record, Store
@@ -52,11 +51,7 @@ class Client:
         self.app = app or default_app
         self.gate = Gate(self.settings)
         self.attempts = Attempts(self.store)
-        self.keys = (
-            signing_keys((), self.settings)
-            if keys is None
-            else [k if isinstance(k, SigningKey) else load_key(Path(k).expanduser()) for k in keys]
-        )
+        self.keys = signing_keys(keys, self.settings)
         self.validity = validity
 
     # -- submitting -------------------------------------------------------------------

@@ -8,6 +8,7 @@ checks first, so that honest mistakes fail at submission rather than in the queu
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -111,13 +112,15 @@ class Gate:
         return keys.load(self.settings.worker_key_path)
 
 
-def signing_keys(paths: tuple[Path, ...], settings: Settings) -> list[SigningKey]:
-    """The keys to sign with: the given paths, else ``HORUS_KEY`` / the local key if the file
-    exists, else none (the job goes unsigned)."""
-    if paths:
-        return [keys.load(p) for p in paths]
-    default = keys.load_optional(settings.key_path)
-    return [default] if default is not None else []
+def signing_keys(
+    given: Sequence[SigningKey | Path | str] | None, settings: Settings
+) -> list[SigningKey]:
+    """The keys to sign with: those ``given`` (keys, or paths to key files), or with None
+    the key at ``HORUS_KEY`` (the local key) if that file exists, else none (unsigned)."""
+    if given is None:
+        default = keys.load_optional(settings.key_path)
+        return [default] if default is not None else []
+    return [k if isinstance(k, SigningKey) else keys.load(Path(k).expanduser()) for k in given]
 
 
 def init(settings: Settings) -> list[str]:

@@ -4,6 +4,7 @@ here, and only here (codes in :mod:`horus.cli`)."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -13,6 +14,9 @@ from kombu.exceptions import OperationalError
 from horus import config
 from horus.config import redact
 from horus.errors import BrokerUnavailable, HorusError
+
+#: a click command function, as option decorators take and return it
+Command = Callable[..., Any]
 
 
 class HorusGroup(click.Group):

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from horus.cli.group import cli
+from horus.cli.group import Command, cli
 from horus.client import Client
 from horus.errors import InvalidJob, JobStateError
 from horus.job import JobResult, JobStatus, parse_job
@@ -58,6 +59,18 @@ def parse_pairs(pairs: tuple[str, ...], option: str, allow_json: bool) -> dict[s
         else:
             raise InvalidJob(f"{option} {pair!r} has no '='; write {option} NAME=VALUE")
     return out
+
+
+def key_option(help_text: str) -> Callable[[Command], Command]:
+    """``--key PATH`` (repeatable), given to the command as ``key_paths``."""
+    return click.option(
+        "--key",
+        "-k",
+        "key_paths",
+        multiple=True,
+        type=click.Path(path_type=Path),
+        help=help_text,
+    )
 
 
 def read_secrets(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -124,14 +137,7 @@ def print_result(result: JobResult, as_json: bool) -> None:
     help="Secret env var, sealed to the workers' key; K alone takes the value from your "
     "own environment.",
 )
-@click.option(
-    "--key",
-    "-k",
-    "key_paths",
-    multiple=True,
-    type=click.Path(path_type=Path),
-    help="Sign with this private key (repeatable); default HORUS_KEY if it exists.",
-)
+@key_option("Sign with this private key (repeatable); default HORUS_KEY if it exists.")
 @click.option(
     "--expires-in",
     type=click.IntRange(1),
@@ -219,14 +225,9 @@ def result(job_id: str, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("job_id")
-@click.option(
-    "--key",
-    "-k",
-    "key_paths",
-    multiple=True,
-    type=click.Path(path_type=Path),
-    help="Sign the request with this key (default HORUS_KEY); it must have signed the job "
-    "or be a canceller in the policy.",
+@key_option(
+    "Sign the request with this key (default HORUS_KEY); it must have signed the job or be "
+    "a canceller in the policy."
 )
 def cancel(job_id: str, key_paths: tuple[Path, ...]) -> None:
     """Cancel a job: a pending job never starts, a running job is stopped."""

@@ -7,21 +7,18 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
-from typing import Any
 
 import click
 
 from horus import config
 from horus.app import app
-from horus.cli.group import cli
+from horus.cli.group import Command, cli
 from horus.client import Client
 from horus.job import Job, JobResult
 from horus.store import Store
 from horus.supervisor import Platform, run_flower
 from horus.sweeper import Sweeper
 from horus.worker import run_worker
-
-Command = Callable[..., Any]
 
 
 def flower_options(prefix: str = "") -> Callable[[Command], Command]:

@@ -357,12 +357,13 @@ def test_worker_key_is_the_key_in_the_worker_key_file(
     assert bytes(Gate(settings).worker_key()) == bytes(worker)
 
 
-def test_signing_keys_are_the_given_files_else_the_local_key_else_none(
+def test_signing_keys_are_the_given_keys_else_the_local_key_else_none(
     settings: Settings, tmp_path: Path
 ) -> None:
-    assert signing_keys((), settings) == []
+    assert signing_keys(None, settings) == []
     local = keys.generate(settings.key_path)
-    assert [bytes(k) for k in signing_keys((), settings)] == [bytes(local)]
+    assert [bytes(k) for k in signing_keys(None, settings)] == [bytes(local)]
+    assert signing_keys((), settings) == []  # asked for no key: unsigned, local key or not
     other = keys.generate(tmp_path / "other.key")
-    given = signing_keys((tmp_path / "other.key",), settings)
-    assert [bytes(k) for k in given] == [bytes(other)]
+    given = signing_keys((tmp_path / "other.key", str(tmp_path / "other.key"), local), settings)
+    assert [bytes(k) for k in given] == [bytes(other), bytes(other), bytes(local)]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal, Self
@@ -107,7 +107,10 @@ def json_depth(value: Any, limit: int = MAX_PARAMS_DEPTH) -> int:
     return deepest
 
 
-def _check_env_names(names: Iterable[str], what: str) -> None:
+def _check_env_names(names: Collection[str], what: str) -> None:
+    """At most MAX_ENV_VARS names, each a POSIX environment variable name."""
+    if len(names) > MAX_ENV_VARS:
+        raise ValueError(f"{len(names)} {what}s, over the limit of {MAX_ENV_VARS}")
     for name in names:
         if not _ENV_NAME.fullmatch(name):
             raise ValueError(
@@ -181,9 +184,7 @@ class Job(BaseModel):
     @field_validator("env_vars")
     @classmethod
     def _env_names_and_size(cls, value: dict[str, str]) -> dict[str, str]:
-        if len(value) > MAX_ENV_VARS:
-            raise ValueError(f"{len(value)} env vars, over the limit of {MAX_ENV_VARS}")
-        _check_env_names(value, "env var")
+        _check_env_names(value.keys(), "env var")
         total = 0
         for name, val in value.items():
             total += len(name) + len(val.encode("utf-8"))
@@ -194,9 +195,7 @@ class Job(BaseModel):
     @field_validator("secrets")
     @classmethod
     def _secret_names(cls, value: dict[str, str]) -> dict[str, str]:
-        if len(value) > MAX_ENV_VARS:
-            raise ValueError(f"{len(value)} secrets, over the limit of {MAX_ENV_VARS}")
-        _check_env_names(value, "secret")
+        _check_env_names(value.keys(), "secret")
         for name, sealed in value.items():
             if len(sealed) > MAX_SEALED_CHARS:
                 raise ValueError(

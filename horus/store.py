@@ -134,6 +134,8 @@ class Record:
     history: tuple[dict[str, Any], ...] = ()
     #: when a pending job that failed before will be tried again (epoch seconds)
     retry_at: float | None = None
+    #: ``<attempt>:<exit code>`` once a running attempt's process exited
+    exited: str | None = None
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> Record:
@@ -150,6 +152,7 @@ class Record:
             tries=int(data.get("tries") or 0),
             history=tuple(json.loads(data["history"])) if data.get("history") else (),
             retry_at=float(data["retry_at"]) if data.get("retry_at") else None,
+            exited=data.get("exited") or None,
         )
 
     def summary(self) -> dict[str, Any]:

@@ -99,9 +99,7 @@ class Sweeper:
             attempt=record.attempt,
         )
         completed = ""
-        with self.store.reach():
-            exited = self.store.redis.hget(self.store.key(job_id), "exited")
-        if exited == f"{record.attempt}:0":  # it ran to its end; only the recording was lost
+        if record.exited == f"{record.attempt}:0":  # it ran to its end; only the recording was lost
             reason = f"its worker {record.worker} died after the job exited 0"
             completed = JobResult(
                 job_id=job_id,

@@ -103,6 +103,21 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _refusal(job_id: str, reason: str, attempt: int = 1) -> tuple[JobResult, dict[str, str]]:
+    """The result of a job refused (or stopped before its runner) for ``reason``, and the
+    record fields that hold it."""
+    now = _now()
+    result = JobResult(
+        job_id=job_id,
+        status=JobStatus.FAILED,
+        error=reason,
+        started_at=now,
+        completed_at=now,
+        attempt=attempt,
+    )
+    return result, {"completed_at": now.isoformat(), "result": result.model_dump_json()}
+
+
 def _refuse(
     job_id: str, reason: str, signers: tuple[str, ...] = (), runner_id: str = ""
 ) -> NoReturn:
@@ -110,17 +125,9 @@ def _refuse(
     reason = one_line(reason)
     log.warning("refused job %s: %s", job_id, reason)
     _audit(job_id, "run", "refused", reason, signers, runner_id)
-    now = _now()
-    result = JobResult(
-        job_id=job_id, status=JobStatus.FAILED, error=reason, started_at=now, completed_at=now
-    )
+    result, fields = _refusal(job_id, reason)
     try:
-        store().transition(
-            job_id,
-            JobStatus.FAILED,
-            [JobStatus.PENDING],
-            {"completed_at": now.isoformat(), "result": result.model_dump_json()},
-        )
+        store().transition(job_id, JobStatus.FAILED, [JobStatus.PENDING], fields)
     except HorusError as exc:  # no record: the message did not come through a client
         log.warning("no record for refused job %s: %s", job_id, exc)
     raise JobFailed(result.model_dump(mode="json"))
@@ -239,9 +246,7 @@ def _persist(what: str, write: Callable[[], bool]) -> bool:
             time.sleep(0.5)
 
 
-def _end(
-    job: Job, begun: Started, result: JobResult, guard: Guard | None, signers: tuple[str, ...]
-) -> dict[str, Any]:
+def _end(job: Job, begun: Started, result: JobResult, guard: Guard) -> dict[str, Any]:
     """Record how the attempt ended: done, or back to pending for a retry. Returns the
     result for Celery (completed) or raises JobFailed (anything else)."""
     timing = store().settings.timing
@@ -257,7 +262,7 @@ def _end(
     )
     retry = (
         result.status in (JobStatus.FAILED, JobStatus.TIMEOUT)
-        and not (guard and guard.cancelled)
+        and not guard.cancelled
         and begun.tries < job.max_attempts
     )
     if retry:
@@ -296,16 +301,7 @@ def _fail_started(job: Job, begun: Started, reason: str, signers: tuple[str, ...
     """End an attempt that started but must not run (expired, secrets that do not open)."""
     reason = one_line(reason)
     _audit(job.id, "run", "refused", reason, signers, job.runner_id)
-    now = _now()
-    result = JobResult(
-        job_id=job.id,
-        status=JobStatus.FAILED,
-        error=reason,
-        started_at=now,
-        completed_at=now,
-        attempt=begun.attempt,
-    )
-    fields = {"completed_at": now.isoformat(), "result": result.model_dump_json()}
+    result, fields = _refusal(job.id, reason, begun.attempt)
     history = entry(begun.attempt, "refused", None, error=reason[:300])
     attempts().end(job.id, begun.attempt, JobStatus.FAILED.value, history, fields)
     raise JobFailed(result.model_dump(mode="json"))
@@ -392,4 +388,4 @@ def execute(self: Task[Any, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
         duration=round(time.monotonic() - clock, 6),
         output_truncated=outcome.output_truncated,
     )
-    return _end(job, begun, result, guard, signers)
+    return _end(job, begun, result, guard)

@@ -29,6 +29,7 @@ from horus.job import (
     json_depth,
     parse_job,
 )
+from tests.strategies import clean
 
 POSIX_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -295,8 +296,6 @@ def test_a_refusal_stays_one_line_whatever_the_field_names_contain(
 # -- properties ---------------------------------------------------------------------------
 
 env_names = st.from_regex(POSIX_NAME, fullmatch=True).filter(lambda s: len(s) <= 40)
-#: characters a job may hold anywhere: no NUL, no lone surrogates
-clean = st.characters(exclude_characters="\x00", codec="utf-8")
 env_values = st.text(clean, max_size=20)
 
 

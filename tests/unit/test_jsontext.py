@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 from hypothesis import given
-from hypothesis import strategies as st
 
 from horus.jsontext import MAX_DEPTH, canonical, check_tree, loads
+from tests.strategies import json_values
 
 
 def loads_refusal(text: str | bytes, fragment: str, what: str = "job") -> str:
@@ -191,18 +191,6 @@ def test_canonical_does_not_depend_on_key_order() -> None:
 def test_canonical_refuses_nan() -> None:
     with pytest.raises(ValueError, match="Out of range float"):
         canonical({"x": float("nan")})
-
-
-clean = st.characters(exclude_characters="\x00", exclude_categories=["Cs"])
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(clean, max_size=10),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(clean), inner, max_size=3),
-    max_leaves=10,
-)
 
 
 @given(json_values)

@@ -13,13 +13,11 @@ from nacl.signing import SigningKey
 from horus.errors import NotAllowed
 from horus.keys import public_text
 from horus.sealing import MASK, REDACT_MIN, redact, seal, unseal
+from tests.strategies import clean
 
 WORKER = SigningKey(bytes([7]) * 32)
 OTHER = SigningKey(bytes([8]) * 32)
 WORKER_PUBLIC = public_text(WORKER)
-
-#: characters a secret may hold: no NUL, no lone surrogates
-clean = st.characters(exclude_characters="\x00", exclude_categories=["Cs"])
 
 
 def test_seal_then_unseal_gives_the_values_back() -> None:

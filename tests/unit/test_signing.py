@@ -25,6 +25,7 @@ from horus.signing import (
     timestamp,
     verify,
 )
+from tests.strategies import clean, json_values
 
 RETENTION = 7 * 24 * 3600
 CREATED = datetime(2024, 1, 2, 3, 4, 5, 678, tzinfo=UTC)
@@ -36,17 +37,6 @@ KEY_B = SigningKey(bytes([2]) * 32)
 KEY_C = SigningKey(bytes([3]) * 32)
 A, B, C = (public_text(k) for k in (KEY_A, KEY_B, KEY_C))
 
-#: characters a job may hold anywhere: no NUL, no lone surrogates
-clean = st.characters(exclude_characters="\x00", exclude_categories=["Cs"])
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(clean, max_size=10),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(clean), inner, max_size=3),
-    max_leaves=8,
-)
 json_params = st.dictionaries(st.text(clean, max_size=10), json_values, max_size=4)
 
 

@@ -86,6 +86,18 @@ def refusal(client: Client, job_id: str, action: str = "run") -> Entry:
     return entry
 
 
+def never_runs(
+    client: Client, sent: Job | str, job_id: str, record: Job, canary: Path, reason: str
+) -> Entry:
+    """Record ``record``, publish ``sent`` around the client, and check the worker refused
+    it for ``reason`` without running it (its canary stays absent)."""
+    sneak(client, sent, job_id, record=record)
+    entry = refusal(client, job_id)
+    assert reason in entry.reason
+    assert not canary.exists()
+    return entry
+
+
 def assert_refused_in_record(client: Client, job_id: str, words: str) -> None:
     """The job's record says failed, with a one-line reason containing ``words``."""
     assert wait_until(lambda: client.get_job_status(job_id) is JobStatus.FAILED)
@@ -110,12 +122,9 @@ def test_a_tampered_job_never_runs_and_says_why(
     job, canary = canary_job(tmp_path)
     good = signed(client, job)
     tampered = good.model_copy(update={"payload": f"touch {canary}; echo owned"})
-    sneak(client, tampered, good.id, record=tampered)
-    entry = refusal(client, good.id)
-    assert "does not verify" in entry.reason
+    entry = never_runs(client, tampered, good.id, tampered, canary, "does not verify")
     assert entry.signers
     assert_refused_in_record(client, good.id, "changed after signing")
-    assert not canary.exists()
 
 
 def test_a_forged_signature_never_runs(
@@ -131,10 +140,8 @@ def test_a_forged_signature_never_runs(
             )
         }
     )
-    sneak(client, forged, job.id, record=forged)
-    assert "forged" in refusal(client, job.id).reason
+    never_runs(client, forged, job.id, forged, canary, "forged")
     assert_refused_in_record(client, job.id, "does not verify")
-    assert not canary.exists()
 
 
 def test_a_replayed_job_runs_once(
@@ -159,10 +166,8 @@ def test_an_expired_job_never_runs(
     expired = Client(validity=5).prepare(job)
     with pytest.raises(NotAllowed, match="expired"):
         client.check(expired)  # an honest client stops it at submission
-    sneak(client, expired, expired.id, record=expired)
-    assert "expired" in refusal(client, expired.id).reason
+    never_runs(client, expired, expired.id, expired, canary, "expired")
     assert_refused_in_record(client, expired.id, "sign and submit the job again")
-    assert not canary.exists()
 
 
 def test_an_unsigned_job_is_refused_by_default(
@@ -173,12 +178,9 @@ def test_an_unsigned_job_is_refused_by_default(
         Client(keys=[]).submit(job)
     assert client.list_jobs(limit=1000)
     assert job.id not in {r.job.id for r in client.list_jobs(limit=1000)}
-    sneak(client, job, job.id, record=job)
-    entry = refusal(client, job.id)
+    entry = never_runs(client, job, job.id, job, canary, "unsigned")
     assert entry.signers == []
-    assert "unsigned" in entry.reason
     assert_refused_in_record(client, job.id, "sign it")
-    assert not canary.exists()
 
 
 def test_a_key_the_policy_does_not_name_is_refused(
@@ -188,11 +190,9 @@ def test_a_key_the_policy_does_not_name_is_refused(
     with pytest.raises(NotAllowed, match="no grant lets key"):
         Client(keys=[stranger]).submit(job)
     job = signing.sign(job, stranger)
-    sneak(client, job, job.id, record=job)
-    entry = refusal(client, job.id)
+    entry = never_runs(client, job, job.id, job, canary, "no grant lets key")
     assert entry.signers == [keys.public_text(stranger)]
     assert_refused_in_record(client, job.id, "no grant lets key")
-    assert not canary.exists()
 
 
 def test_a_malformed_message_for_a_real_record_fails_that_job(
@@ -200,10 +200,8 @@ def test_a_malformed_message_for_a_real_record_fails_that_job(
 ) -> None:
     job, canary = canary_job(tmp_path)
     good = signed(client, job)
-    sneak(client, '{"runner_id": "shell", "payload": ', good.id, record=good)
-    assert "is not JSON" in refusal(client, good.id).reason
+    never_runs(client, '{"runner_id": "shell", "payload": ', good.id, good, canary, "is not JSON")
     assert_refused_in_record(client, good.id, "not JSON")
-    assert not canary.exists()
 
 
 def test_hijacking_env_names_need_a_grant_that_names_them(
@@ -213,9 +211,7 @@ def test_hijacking_env_names_need_a_grant_that_names_them(
     with pytest.raises(NotAllowed, match="BASH_ENV can hijack"):
         client.submit(job)
     bad = signed(client, job)
-    sneak(client, bad, bad.id, record=bad)
-    assert "hijack" in refusal(client, bad.id).reason
-    assert not canary.exists()
+    never_runs(client, bad, bad.id, bad, canary, "hijack")
     policy_text.write_text(
         policy_text.read_text().replace(
             'contexts = ["*"]\n', 'contexts = ["*"]\nenv = ["*", "BASH_ENV"]\n', 1
@@ -236,9 +232,7 @@ def test_the_policy_reloads_without_restarting_workers(
     policy_text.write_text(original.replace('runners = ["*"]', 'runners = ["python"]', 1))
     job, canary = canary_job(tmp_path)
     job = signed(client, job)
-    sneak(client, job, job.id, record=job)
-    assert "use runner 'shell'" in refusal(client, job.id).reason
-    assert not canary.exists()
+    never_runs(client, job, job.id, job, canary, "use runner 'shell'")
     policy_text.write_text(original)
     again, canary = canary_job(tmp_path)
     assert client.run_job_and_await_result(again, timeout=30).status is JobStatus.COMPLETED

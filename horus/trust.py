@@ -79,9 +79,10 @@ class Gate:
             return signers
         if policy_required or self.policy_file.exists():
             try:
-                cancellers = self.policy().members(self.policy().cancellers)
+                policy = self.policy()
             except ConfigError as exc:
                 raise NotAllowed(str(exc)) from None
+            cancellers = policy.members(policy.cancellers)
             if set(signers) & cancellers:
                 return signers
         raise NotAllowed(

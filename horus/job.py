@@ -91,22 +91,6 @@ def _new_id() -> str:
     return uuid.uuid4().hex
 
 
-def json_depth(value: Any, limit: int = MAX_PARAMS_DEPTH) -> int:
-    """Nesting depth of a JSON value; stops counting past ``limit``."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    deepest = 0
-    while stack:
-        item, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if deepest > limit:
-            return deepest
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
-    return deepest
-
-
 def _check_env_names(names: Collection[str], what: str) -> None:
     """At most MAX_ENV_VARS names, each a POSIX environment variable name."""
     if len(names) > MAX_ENV_VARS:
@@ -146,8 +130,8 @@ class Job(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _clean_text(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            jsontext.check_tree(data, what="")
+        if isinstance(data, dict):  # params get their own, tighter, depth limit below
+            jsontext.check_tree({k: v for k, v in data.items() if k != "params"}, what="")
         return data
 
     @model_validator(mode="after")
@@ -207,8 +191,7 @@ class Job(BaseModel):
     @field_validator("params")
     @classmethod
     def _params_json(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if json_depth(value) > MAX_PARAMS_DEPTH:
-            raise ValueError(f"params nest deeper than {MAX_PARAMS_DEPTH} levels; flatten them")
+        jsontext.check_tree(value, what="", limit=MAX_PARAMS_DEPTH)  # one walk: text and depth
         try:
             size = len(json.dumps(value, allow_nan=False).encode())
         except (TypeError, ValueError) as exc:

@@ -321,11 +321,6 @@ class Store:
             finally:
                 pubsub.close()
 
-    def cancel_request(self, job_id: str) -> str | None:
-        """The job's (signed) cancel request as JSON text, or None."""
-        with self.reach():
-            return self.redis.hget(self.key(job_id), "cancel") or None
-
     def request_cancel(self, job_id: str, request: str) -> None:
         """Attach a cancel request to a job; the worker running it checks and honours it."""
         with self.reach():

@@ -235,11 +235,16 @@ def test_a_record_expires_within_the_retention_period(store: Store, runner_id: s
 def test_a_cancel_request_is_kept_on_the_record(store: Store, runner_id: str) -> None:
     job = make_job(runner_id)
     store.create(job)
-    assert store.cancel_request(job.id) is None
+    assert store.get(job.id).cancel_requested is False
     store.request_cancel(job.id, '{"job_id": "x"}')
-    assert store.cancel_request(job.id) == '{"job_id": "x"}'
+    assert store.redis.hget(store.key(job.id), "cancel") == '{"job_id": "x"}'
     assert store.get(job.id).cancel_requested is True
-    assert store.get(job.id).cancel_requested is True
+
+
+def test_a_cancel_request_for_no_record_creates_none(store: Store) -> None:
+    with pytest.raises(JobNotFound):
+        store.request_cancel("no-such-job", '{"job_id": "no-such-job"}')
+    assert not store.redis.exists(store.key("no-such-job"))
 
 
 def test_summary_is_json_safe_and_names_the_job(store: Store, runner_id: str) -> None:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.faults import Proxy, pick, summarize
+from benchmarks.faults import Proxy, summarize
 from horus import config, trust
 from horus.client import Client
 from horus.embedded import EmbeddedRedis
@@ -116,12 +116,12 @@ class Platform:
     # -- faults ----------------------------------------------------------------------------
 
     def kill_pool_child(self) -> None:
-        worker = pick(self.rng, self.workers)
+        worker = self.rng.choice(self.workers)
         assert worker.proc is not None
         pid = worker.proc.pid
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
         if children:
-            os.kill(int(pick(self.rng, children)), signal.SIGKILL)
+            os.kill(int(self.rng.choice(children)), signal.SIGKILL)
             self.kills.append(time.time())
 
     def kill_worker(self) -> None:

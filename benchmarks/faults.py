@@ -20,7 +20,6 @@ import argparse
 import contextlib
 import json
 import os
-import random
 import socket
 import subprocess
 import sys
@@ -28,6 +27,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -213,7 +213,8 @@ def summarize(
         if not lost_attempts or records[job_id].get("status") != "completed":
             continue
         recovered += 1
-        restarted = _epoch(records[job_id].get("started_at"))
+        started_at = records[job_id].get("started_at")
+        restarted = datetime.fromisoformat(started_at).timestamp() if started_at else 0.0
         before = [k for k in kills if k <= restarted]
         if restarted and before:
             waits.append(restarted - before[-1])
@@ -233,19 +234,6 @@ def summarize(
         "seconds": time.time() - started,
         "note": note,
     }
-
-
-def _epoch(iso: str | None) -> float:
-    if not iso:
-        return 0.0
-    from datetime import datetime
-
-    return datetime.fromisoformat(iso).timestamp()
-
-
-def pick(rng: random.Random, items: list[Any]) -> Any:
-    """One of ``items``."""
-    return items[rng.randrange(len(items))]
 
 
 if __name__ == "__main__":

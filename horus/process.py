@@ -88,12 +88,57 @@ def kill_group(pgid: int, leader: subprocess.Popen[bytes] | None = None) -> None
         os.killpg(pgid, signal.SIGKILL)
 
 
-def _start_time(pid: int) -> str | None:
+def _stat(pid: int) -> tuple[str, str] | None:
+    """A process's state letter and start time (clock ticks since boot), or None."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+    return fields[0], fields[19]
+
+
+def _start_time(pid: int) -> str | None:
+    stat = _stat(pid)
+    return stat[1] if stat else None
+
+
+def _lives(pid: int, started: str) -> bool:
+    """True while the process ``pid`` that started at ``started`` runs (a zombie is dead:
+    a pool process stays one until the worker's main process reaps it)."""
+    stat = _stat(pid)
+    return stat is not None and stat[1] == started and stat[0] not in ("Z", "X")
+
+
+@dataclass(frozen=True)
+class Marker:
+    """The file a running job leaves in the groups directory, named after its process
+    group id: the leader's start time, its worker process's pid and start time, a label."""
+
+    path: Path
+    pgid: int
+    started: str
+    owner: int
+    owner_started: str
+    label: str
+
+    @property
+    def orphaned(self) -> bool:
+        """True once the worker process that started the job is gone."""
+        return not _lives(self.owner, self.owner_started)
+
+
+def _markers(groups_dir: Path) -> list[Marker]:
+    """The well-formed group markers in ``groups_dir``."""
+    found = []
+    for path in groups_dir.glob("[0-9]*") if groups_dir.is_dir() else []:
+        try:
+            started, owner, owner_started, *label = path.read_text().split()
+            found.append(
+                Marker(path, int(path.name), started, int(owner), owner_started, " ".join(label))
+            )
+        except (ValueError, OSError):
+            continue
+    return found
 
 
 def kill_recorded_groups(groups_dir: Path, orphans_only: bool = False) -> int:
@@ -104,57 +149,58 @@ def kill_recorded_groups(groups_dir: Path, orphans_only: bool = False) -> int:
     Each running job leaves a file named after its process group id holding the leader's
     start time and its worker process's pid and start time, so a worker or a supervisor can
     end the jobs of a worker process that died without cleaning up, before the job is
-    recovered and run again.
+    recovered and run again. A marker is removed once its leader is gone: while the leader
+    is a zombie, the process that adopted it (see :func:`collect_orphans`) still needs the
+    marker to record how that job ended.
     """
     killed = 0
-    for entry in groups_dir.glob("[0-9]*") if groups_dir.is_dir() else []:
-        try:
-            pgid = int(entry.name)
-            started, owner, owner_started = entry.read_text().split()[:3]
-        except (ValueError, OSError):
-            continue
-        if orphans_only and _start_time(int(owner)) == owner_started:
+    for marker in _markers(groups_dir):
+        if orphans_only and not marker.orphaned:
             continue  # its worker process lives and will end it
-        leader = _start_time(pgid)
+        pgid = marker.pgid
+        leader = _stat(pgid)
+        ours = leader is None or leader[1] == marker.started
         # The leader may be gone (it dies with its worker) while the job's children live
         # on in its group; a pid is not reused while a group of that id exists, so members
         # found under it are the job's. A live leader that started later is another process.
-        if (leader is None or leader == started) and _group_alive(pgid, None):
+        if ours and _group_alive(pgid, None):
             kill_group(pgid)
             killed += 1
-        entry.unlink(missing_ok=True)
+        if not ours or _stat(pgid) is None:
+            marker.path.unlink(missing_ok=True)
     return killed
+
+
+def _exit_code(info: os.waitid_result) -> int:
+    return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
 
 
 def _peek_exit(pid: int) -> int:
     """The exit code of an exited child, without reaping it: should this process die before
     it records the code, the zombie goes to the subreaper, which records it."""
     info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
-    if info is None:
-        return -1
-    return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+    return -1 if info is None else _exit_code(info)
 
 
-def collect_orphans(groups_dir: Path) -> list[tuple[str, int]]:
+def collect_orphans(groups_dir: Path, note: Callable[[str, int], None]) -> int:
     """Reap the recorded job processes whose worker process died and that were handed to
-    this process (a child subreaper: the worker's main process). Returns each one's label
-    and exit code: a job that exited 0 just before its worker process died completed, and
-    must not run again."""
-    reaped: list[tuple[str, int]] = []
-    for entry in groups_dir.glob("[0-9]*") if groups_dir.is_dir() else []:
-        try:
-            fields = entry.read_text().split()
-            pgid, owner, owner_started = int(entry.name), int(fields[1]), fields[2]
-        except (ValueError, OSError, IndexError):
-            continue
-        if _start_time(owner) == owner_started:
+    this process (a child subreaper: the worker's main process), each only after ``note``
+    was told its label and exit code (a job that exited 0 just before its worker process
+    died completed, and must not run again): should ``note`` fail, the zombie waits for the
+    next call. Returns how many were reaped."""
+    reaped = 0
+    for marker in _markers(groups_dir):
+        if not marker.orphaned:
             continue  # its worker process lives and reaps it
         try:
-            pid, status = os.waitpid(pgid, os.WNOHANG)
+            info = os.waitid(os.P_PID, marker.pgid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:
             continue  # not ours
-        if pid == pgid:
-            reaped.append((" ".join(fields[3:]), os.waitstatus_to_exitcode(status)))
+        if info is None:
+            continue  # still running: the reaper kills it
+        note(marker.label, _exit_code(info))
+        os.waitpid(marker.pgid, 0)
+        reaped += 1
     return reaped
 
 

@@ -3,8 +3,9 @@ of its dead processes' jobs, and the hand-back of running jobs when it stops.
 
 The heartbeat tells clients which runners live workers serve, so a runner installed only on
 worker machines is still known at enqueue, and ``horus runners`` can show who serves what.
-When a pool process dies, the reaper ends its job's processes within a second, before the
-sweeper can run the job again. On SIGTERM the worker lets running jobs finish for
+When a pool process dies, the reaper records how its job ended (the worker's main process
+adopts the job's process) and ends what is left of it within a fraction of a second, before
+the sweeper can run the job again. On SIGTERM the worker lets running jobs finish for
 ``HORUS_SHUTDOWN_GRACE`` seconds, then hands back what is left: each job goes back to
 pending (the attempt does not count) and is published again for another worker.
 """
@@ -40,8 +41,10 @@ from horus.routing import queue_for
 from horus.store import WORKER_TTL, Record, Store
 
 log = logging.getLogger(__name__)
-#: seconds between two looks for job processes whose pool process died
-REAP_INTERVAL = 1.0
+#: seconds between two looks for job processes whose pool process died: well within the
+#: share of a lease left after its last renewal, so that the exit of a job that ended as its
+#: pool process died is recorded before the sweeper may take the job back
+REAP_INTERVAL = 0.2
 _stop = threading.Event()
 _served: list[str] = []
 
@@ -63,15 +66,16 @@ def _beat(name: str, store: Store) -> None:
 
 def _reap(groups: Path, store: Store) -> None:
     attempts = Attempts(store)
+
+    def note(label: str, code: int) -> None:
+        job_id, _, attempt = label.partition(" ")
+        log.warning("job %s attempt %s exited %d as its pool process died", job_id, attempt, code)
+        if code == 0 and attempt.isdigit():  # it completed: the sweeper must not run it again
+            attempts.exited(job_id, int(attempt), 0)
+
     while not _stop.wait(REAP_INTERVAL):
         try:
-            for label, code in collect_orphans(groups):
-                job_id, attempt = label.split()
-                log.warning(
-                    "job %s attempt %s exited %d as its pool process died", job_id, attempt, code
-                )
-                if code == 0:  # it completed: the sweeper must not run it again
-                    attempts.exited(job_id, int(attempt), 0)
+            collect_orphans(groups, note)
             kill_recorded_groups(groups, orphans_only=True)
         except Exception as exc:
             log.warning("reaping orphaned jobs failed: %s", exc)

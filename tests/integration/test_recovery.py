@@ -237,3 +237,30 @@ def test_a_cancel_left_on_a_job_waiting_for_its_retry_stops_the_retry(
     result = client.wait(job_id, timeout=30)
     assert (result.status, result.attempt) == (JobStatus.CANCELLED, 3)
     assert runs.read_text() == "run\nrun\n"
+
+
+def test_a_job_that_exited_0_as_its_pool_process_died_completes_and_never_runs_again(
+    client: Client, sweeper: Sweeper, chaos_workers: list[WorkerProcess], tmp_path: Path
+) -> None:
+    """The window the pool-kill fault hits: the job wrote its effect and exited 0, and its
+    pool process died before it noted that exit. The job stops its pool process, writes its
+    effect and exits; a helper of its own kills the stopped pool process once the job is a
+    zombie. The worker's main process adopts the zombie and records the exit, so the sweeper
+    completes the job instead of running its effect again."""
+    chaos_worker(chaos_workers)
+    ledger = tmp_path / "ledger"
+    job_id = client.submit(
+        chaos(
+            "pool=$PPID; me=$$; kill -STOP $pool; "
+            f"echo effect-$HORUS_ATTEMPT >> {ledger}; "
+            '( while [ "$(cut -d" " -f3 /proc/$me/stat)" != Z ]; do sleep 0.01; done; '
+            "kill -9 $pool ) >/dev/null 2>&1 & exit 0",
+            max_attempts=3,
+        )
+    )
+    result = client.wait(job_id, timeout=30)
+    assert (result.status, result.exit_code, result.attempt) == (JobStatus.COMPLETED, 0, 1)
+    assert "output was lost" in (result.error or "")
+    time.sleep(2 * TIMING.lease)  # time enough for a wrong recovery to run it again
+    assert ledger.read_text() == "effect-1\n"
+    assert client.get_job(job_id).attempt == 1

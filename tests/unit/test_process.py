@@ -1,4 +1,4 @@
-"""run_process with real /bin/sh processes, and kill_recorded_groups."""
+"""run_process with real /bin/sh processes, kill_recorded_groups and collect_orphans."""
 
 from __future__ import annotations
 
@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 
 from horus.job import JobStatus
-from horus.process import Outcome, _start_time, kill_recorded_groups, run_process
+from horus.process import (
+    Outcome,
+    _start_time,
+    collect_orphans,
+    kill_recorded_groups,
+    run_process,
+)
 from tests.harness import pid_alive
 
 ENV = {"PATH": "/usr/bin:/bin"}
@@ -223,6 +229,7 @@ def test_kill_recorded_groups_kills_a_recorded_live_group(
     assert kill_recorded_groups(groups) == 1
     sleeper.wait(5)
     assert sleeper.returncode == -signal.SIGTERM
+    assert kill_recorded_groups(groups) == 0  # the leader is gone: its marker goes too
     assert list(groups.iterdir()) == []
 
 
@@ -265,6 +272,7 @@ def test_orphans_only_spares_groups_whose_worker_process_lives(
     (groups / str(sleeper.pid)).write_text(f"{started} {dead.pid} 12345")
     assert kill_recorded_groups(groups, orphans_only=True) == 1
     sleeper.wait(5)
+    assert kill_recorded_groups(groups, orphans_only=True) == 0
     assert list(groups.iterdir()) == []
 
 
@@ -287,3 +295,86 @@ def test_the_reaper_kills_what_a_dead_leader_left_in_its_group(tmp_path: Path) -
     while alive(child) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not alive(child)
+
+
+def exited_unreaped(script: str) -> subprocess.Popen[bytes]:
+    """A job leader of ours that ran ``script`` and exited, left a zombie (not reaped)."""
+    leader = subprocess.Popen(["/bin/sh", "-c", script], start_new_session=True)
+    deadline = time.monotonic() + 5
+    while pid_alive(leader.pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert Path(f"/proc/{leader.pid}").exists()
+    assert not pid_alive(leader.pid)
+    return leader
+
+
+def orphan_marker(groups: Path, leader: subprocess.Popen[bytes], label: str) -> Path:
+    """The marker of ``leader``'s job, left by a worker process that died."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    groups.mkdir(exist_ok=True)
+    marker = groups / str(leader.pid)
+    marker.write_text(f"{_start_time(leader.pid)} {gone.pid} 12345 {label}")
+    return marker
+
+
+def test_a_zombie_leaders_marker_stays_until_the_process_that_adopted_it_collects_its_exit(
+    tmp_path: Path,
+) -> None:
+    """A job that exited 0 as its pool process died: any reaper (the sweeper's included)
+    leaves its marker, so the worker's main process, which adopted the zombie, can still
+    tell whose job it was and that it completed."""
+    groups = tmp_path / "groups"
+    leader = exited_unreaped("exit 0")
+    marker = orphan_marker(groups, leader, "job-1 1")
+    assert kill_recorded_groups(groups, orphans_only=True) == 0
+    assert marker.exists()
+    noted: list[tuple[str, int]] = []
+    assert collect_orphans(groups, lambda label, code: noted.append((label, code))) == 1
+    assert noted == [("job-1 1", 0)]
+    assert not Path(f"/proc/{leader.pid}").exists()  # reaped
+    kill_recorded_groups(groups, orphans_only=True)
+    assert not marker.exists()
+    leader.wait(5)
+
+
+def test_an_orphans_exit_code_or_signal_reaches_the_note(tmp_path: Path) -> None:
+    groups = tmp_path / "groups"
+    failed = exited_unreaped("exit 3")
+    killed = exited_unreaped("kill -9 $$")
+    orphan_marker(groups, failed, "job-3 2")
+    orphan_marker(groups, killed, "job-9 1")
+    noted: dict[str, int] = {}
+    assert collect_orphans(groups, noted.__setitem__) == 2
+    assert noted == {"job-3 2": 3, "job-9 1": -signal.SIGKILL}
+    failed.wait(5)
+    killed.wait(5)
+
+
+def test_a_note_that_fails_leaves_the_zombie_for_the_next_collection(tmp_path: Path) -> None:
+    """Should the store be away when the exit is noted, the exit is not lost with it."""
+    groups = tmp_path / "groups"
+    leader = exited_unreaped("exit 0")
+    orphan_marker(groups, leader, "job-1 1")
+
+    def away(label: str, code: int) -> None:
+        raise ConnectionError("the store is away")
+
+    with pytest.raises(ConnectionError):
+        collect_orphans(groups, away)
+    assert Path(f"/proc/{leader.pid}").exists()  # still a zombie, still ours
+    noted: list[tuple[str, int]] = []
+    assert collect_orphans(groups, lambda label, code: noted.append((label, code))) == 1
+    assert noted == [("job-1 1", 0)]
+    leader.wait(5)
+
+
+def test_collect_orphans_leaves_jobs_whose_worker_process_lives(tmp_path: Path) -> None:
+    groups = tmp_path / "groups"
+    groups.mkdir()
+    leader = exited_unreaped("exit 0")
+    me = os.getpid()
+    (groups / str(leader.pid)).write_text(f"{_start_time(leader.pid)} {me} {_start_time(me)} j 1")
+    assert collect_orphans(groups, lambda label, code: None) == 0
+    assert Path(f"/proc/{leader.pid}").exists()  # ours to reap, as run_process does
+    leader.wait(5)

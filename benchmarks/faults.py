@@ -8,10 +8,11 @@ jobs lost, the effects duplicated, the jobs run twice and the jobs recovered.
 
 Every job appends one line, ``<job id> <attempt>``, to a ledger file this suite owns. A job
 is lost when it did not complete or left no line; an effect is duplicated when a job left
-more than one line. Each fault runs in a fresh process with its own HORUS_HOME, embedded
-Redis (the job store; also the broker unless ``--broker rabbitmq``), workers and sweeper,
-with short leases so that recovery shows within seconds. The exit status is 1 if any job
-was lost or any effect duplicated.
+more than one line; a job is saved when it exited 0 just as its worker process died and was
+completed from its noted exit instead of run again. Each fault runs in a fresh process
+with its own HORUS_HOME, embedded Redis (the job store; also the broker unless ``--broker
+rabbitmq``), workers and sweeper, with short leases so that recovery shows within seconds.
+The exit status is 1 if any job was lost or any effect duplicated.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def line(r: dict[str, Any]) -> str:
     return (
         f"{r['fault']:<15} {r['broker']:<9} jobs {r['jobs']:>5}  lost {r['lost']}  "
         f"duplicated {r['duplicated']}  run twice {r['run_twice']}  "
-        f"recovered {r['recovered']}  recovery median/max {recovery}  "
+        f"recovered {r['recovered']}  saved {r['saved']}  recovery median/max {recovery}  "
         f"faults {r['injected']}  {r['seconds']:.0f} s{r['note']}"
     )
 
@@ -206,6 +207,8 @@ def summarize(
     lost = [j for j in honest if records[j].get("status") != "completed" or lines[j] == 0]
     duplicated = [j for j in honest if lines[j] > 1]
     run_twice = [j for j in honest if int(records[j].get("attempt") or 0) > 1]
+    # exited 0 as its worker process died: completed from the noted exit, not run again
+    saved = [j for j in honest if "died after the job exited 0" in (records[j].get("result") or "")]
     recovered, waits = 0, []
     for job_id in honest:
         history = json.loads(records[job_id].get("history") or "[]")
@@ -228,6 +231,7 @@ def summarize(
         "duplicated": len(duplicated),
         "duplicated_ids": duplicated[:10],
         "run_twice": len(run_twice),
+        "saved": len(saved),
         "recovered": recovered,
         "recovery_s": {"median": waits[len(waits) // 2], "max": waits[-1]} if waits else None,
         "injected": len(kills),

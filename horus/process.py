@@ -112,7 +112,8 @@ def _lives(pid: int, started: str) -> bool:
 @dataclass(frozen=True)
 class Marker:
     """The file a running job leaves in the groups directory, named after its process
-    group id: the leader's start time, its worker process's pid and start time, a label."""
+    group id: the leader's start time, its worker process's pid and start time and a label
+    on its first line; on the second, the attempt's scratch directory, if it has one."""
 
     path: Path
     pgid: int
@@ -120,6 +121,7 @@ class Marker:
     owner: int
     owner_started: str
     label: str
+    scratch: Path | None = None
 
     @property
     def orphaned(self) -> bool:
@@ -132,9 +134,18 @@ def _markers(groups_dir: Path) -> list[Marker]:
     found = []
     for path in groups_dir.glob("[0-9]*") if groups_dir.is_dir() else []:
         try:
-            started, owner, owner_started, *label = path.read_text().split()
+            head, _, scratch = path.read_text().partition("\n")
+            started, owner, owner_started, *label = head.split()
             found.append(
-                Marker(path, int(path.name), started, int(owner), owner_started, " ".join(label))
+                Marker(
+                    path,
+                    int(path.name),
+                    started,
+                    int(owner),
+                    owner_started,
+                    " ".join(label),
+                    Path(scratch) if scratch else None,
+                )
             )
         except (ValueError, OSError):
             continue
@@ -151,7 +162,8 @@ def kill_recorded_groups(groups_dir: Path, orphans_only: bool = False) -> int:
     end the jobs of a worker process that died without cleaning up, before the job is
     recovered and run again. A marker is removed once its leader is gone: while the leader
     is a zombie, the process that adopted it (see :func:`collect_orphans`) still needs the
-    marker to record how that job ended.
+    marker to record how that job ended. The scratch directory of a job whose worker
+    process died goes with its marker.
     """
     killed = 0
     for marker in _markers(groups_dir):
@@ -167,6 +179,8 @@ def kill_recorded_groups(groups_dir: Path, orphans_only: bool = False) -> int:
             kill_group(pgid)
             killed += 1
         if not ours or _stat(pgid) is None:
+            if marker.scratch is not None and marker.orphaned:
+                shutil.rmtree(marker.scratch, ignore_errors=True)
             marker.path.unlink(missing_ok=True)
     return killed
 
@@ -226,12 +240,15 @@ def run_process(
     groups_dir: Path | None = None,
     exited: Callable[[int], None] | None = None,
     label: str = "",
+    scratch: Path | None = None,
 ) -> Outcome:
     """Run ``argv`` until it exits, its ``deadline`` (monotonic) passes or it is cancelled.
 
     With ``groups_dir``, the process group is recorded there while it runs (see
-    :func:`kill_recorded_groups`) with ``label``. ``exited`` is told the exit code the
-    moment the process exits on its own, before anything else is done.
+    :func:`kill_recorded_groups`) with ``label`` and ``scratch``, a directory of the
+    attempt's own that the reaper removes should this process die before its caller does.
+    ``exited`` is told the exit code the moment the process exits on its own, before
+    anything else is done.
     """
     proc = subprocess.Popen(
         _die_with_me(argv),
@@ -247,7 +264,8 @@ def run_process(
         groups_dir.mkdir(parents=True, exist_ok=True)
         marker = groups_dir / str(proc.pid)
         me = os.getpid()
-        marker.write_text(f"{_start_time(proc.pid)} {me} {_start_time(me)} {label}".strip())
+        head = f"{_start_time(proc.pid)} {me} {_start_time(me)} {label}".strip()
+        marker.write_text(f"{head}\n{scratch}" if scratch is not None else head)
     watch = Watch(proc, stdin, output_cap)
     stopped: JobStatus | None = None
     next_cancel_check = time.monotonic() + CANCEL_POLL

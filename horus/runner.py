@@ -83,6 +83,7 @@ class RunContext:
             groups_dir=self.groups_dir,
             exited=self.exited,
             label=f"{self.job.id} {self.attempt}",
+            scratch=self.workdir,
         )
 
 

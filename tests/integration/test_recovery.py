@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -264,3 +265,5 @@ def test_a_job_that_exited_0_as_its_pool_process_died_completes_and_never_runs_a
     time.sleep(2 * TIMING.lease)  # time enough for a wrong recovery to run it again
     assert ledger.read_text() == "effect-1\n"
     assert client.get_job(job_id).attempt == 1
+    # the dead pool process's scratch directory went with its job
+    assert not list(Path(tempfile.gettempdir()).glob(f"horus-{job_id[:12]}-*"))

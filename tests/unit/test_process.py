@@ -378,3 +378,55 @@ def test_collect_orphans_leaves_jobs_whose_worker_process_lives(tmp_path: Path) 
     assert collect_orphans(groups, lambda label, code: None) == 0
     assert Path(f"/proc/{leader.pid}").exists()  # ours to reap, as run_process does
     leader.wait(5)
+
+
+def test_the_scratch_directory_of_a_dead_workers_job_goes_with_its_marker(
+    tmp_path: Path,
+) -> None:
+    groups = tmp_path / "groups"
+    leader = exited_unreaped("exit 0")
+    leader.wait(5)  # reaped: gone
+    scratch = tmp_path / "horus-job-1-abc"
+    (scratch / "deep").mkdir(parents=True)
+    marker = orphan_marker(groups, leader, "job-1 1")
+    marker.write_text(f"{marker.read_text()}\n{scratch}")
+    kill_recorded_groups(groups, orphans_only=True)
+    assert not marker.exists()
+    assert not scratch.exists()
+
+
+def test_the_scratch_directory_of_a_live_workers_job_stays(tmp_path: Path) -> None:
+    """Only the reaper of a dead worker process removes it; a live one removes its own."""
+    groups = tmp_path / "groups"
+    groups.mkdir()
+    scratch = tmp_path / "horus-job-2-abc"
+    scratch.mkdir()
+    me = os.getpid()
+    (groups / "999999999").write_text(f"1 {me} {_start_time(me)} job-2 1\n{scratch}")
+    kill_recorded_groups(groups)  # no such leader: the marker goes, the directory stays
+    assert list(groups.iterdir()) == []
+    assert scratch.exists()
+
+
+def test_run_process_records_its_scratch_directory_while_it_runs(tmp_path: Path) -> None:
+    groups = tmp_path / "groups"
+    seen: list[str] = []
+
+    def look() -> bool:
+        seen.extend(p.read_text() for p in groups.iterdir())
+        return False
+
+    run_process(
+        ["/bin/sh", "-c", "sleep 0.7"],
+        env=ENV,
+        cwd=tmp_path,
+        deadline=time.monotonic() + 10,
+        cancelled=look,
+        output_cap=1024,
+        groups_dir=groups,
+        label="job-3 2",
+        scratch=tmp_path,
+    )
+    assert seen
+    assert seen[0].endswith(f" job-3 2\n{tmp_path}")
+    assert list(groups.iterdir()) == []

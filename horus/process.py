@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from horus.job import JobStatus
 from horus.watch import Watch
@@ -29,9 +30,16 @@ DRAIN_LIMIT = 5.0
 #: job must not go on to its effects while its job is being recovered elsewhere. Whatever
 #: the job started in the background is ended by the reaper (kill_recorded_groups).
 DIE_WITH_WORKER = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
-#: run between setpriv and the job: a worker process that died before the death signal was
-#: armed has left the job with another parent, and then the job must not start at all
-_PARENT_CHECK = '[ "$PPID" = "$HORUS_PARENT" ] || exit 137; unset HORUS_PARENT; exec "$@"'
+#: run between setpriv and the job. It waits for the go line the worker process writes on
+#: its stdin once the job's group is recorded (so a reaper knows the group of every job that
+#: got past this point), and stops there should that process die first: then the line never
+#: comes, or the job has another parent and may not have got the death signal.
+_PARENT_CHECK = (
+    'read -r go && [ "$go" = go ] && [ "$PPID" = "$HORUS_PARENT" ] || exit 137; '
+    'unset HORUS_PARENT; exec "$@"'
+)
+#: the line that lets a job past :data:`_PARENT_CHECK`; the job's own stdin follows it
+GO = b"go\n"
 
 
 def _die_with_me(argv: Sequence[str]) -> list[str]:
@@ -88,25 +96,31 @@ def kill_group(pgid: int, leader: subprocess.Popen[bytes] | None = None) -> None
         os.killpg(pgid, signal.SIGKILL)
 
 
-def _stat(pid: int) -> tuple[str, str] | None:
-    """A process's state letter and start time (clock ticks since boot), or None."""
+class _Stat(NamedTuple):
+    state: str
+    pgrp: int
+    started: str
+
+
+def _stat(pid: int) -> _Stat | None:
+    """A process's state letter, process group and start time (clock ticks since boot)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
+        return _Stat(fields[0], int(fields[2]), fields[19])
+    except (OSError, IndexError, ValueError):
         return None
-    return fields[0], fields[19]
 
 
 def _start_time(pid: int) -> str | None:
     stat = _stat(pid)
-    return stat[1] if stat else None
+    return stat.started if stat else None
 
 
 def _lives(pid: int, started: str) -> bool:
     """True while the process ``pid`` that started at ``started`` runs (a zombie is dead:
     a pool process stays one until the worker's main process reaps it)."""
     stat = _stat(pid)
-    return stat is not None and stat[1] == started and stat[0] not in ("Z", "X")
+    return stat is not None and stat.started == started and stat.state not in ("Z", "X")
 
 
 @dataclass(frozen=True)
@@ -171,7 +185,7 @@ def kill_recorded_groups(groups_dir: Path, orphans_only: bool = False) -> int:
             continue  # its worker process lives and will end it
         pgid = marker.pgid
         leader = _stat(pgid)
-        ours = leader is None or leader[1] == marker.started
+        ours = leader is None or leader.started == marker.started
         # The leader may be gone (it dies with its worker) while the job's children live
         # on in its group; a pid is not reused while a group of that id exists, so members
         # found under it are the job's. A live leader that started later is another process.
@@ -218,6 +232,35 @@ def collect_orphans(groups_dir: Path, note: Callable[[str, int], None]) -> int:
     return reaped
 
 
+def _children() -> list[int]:
+    """The pids of this process's children (zombies included)."""
+    found: list[int] = []
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            found += [int(pid) for pid in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def reap_adopted(groups_dir: Path) -> int:
+    """Reap the exited processes this process adopted as a child subreaper, save the job
+    leaders whose exit :func:`collect_orphans` notes first: the background children a job
+    left (run_process ends them when the job exits, and they come here). Its own children
+    (the pool processes, in its process group) are left to whoever started them. Returns
+    how many were reaped."""
+    mine = os.getpgrp()
+    leaders = {marker.pgid for marker in _markers(groups_dir)}
+    reaped = 0
+    for pid in _children():
+        stat = _stat(pid)
+        if stat is None or stat.state != "Z" or stat.pgrp == mine or pid in leaders:
+            continue
+        with contextlib.suppress(ChildProcessError):
+            reaped += os.waitpid(pid, os.WNOHANG)[0] == pid
+    return reaped
+
+
 def become_subreaper() -> bool:
     """Make this process adopt the orphans of its descendants (Linux PR_SET_CHILD_SUBREAPER),
     so that it learns how a job ended whose worker process died. False where unsupported."""
@@ -254,7 +297,7 @@ def run_process(
         _die_with_me(argv),
         env={**env, "HORUS_PARENT": str(os.getpid())} if DIE_WITH_WORKER else env,
         cwd=cwd,
-        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdin=subprocess.PIPE if stdin is not None or DIE_WITH_WORKER else subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
@@ -266,7 +309,7 @@ def run_process(
         me = os.getpid()
         head = f"{_start_time(proc.pid)} {me} {_start_time(me)} {label}".strip()
         marker.write_text(f"{head}\n{scratch}" if scratch is not None else head)
-    watch = Watch(proc, stdin, output_cap)
+    watch = Watch(proc, GO + (stdin or b"") if DIE_WITH_WORKER else stdin, output_cap)
     stopped: JobStatus | None = None
     next_cancel_check = time.monotonic() + CANCEL_POLL
     try:

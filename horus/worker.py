@@ -35,6 +35,7 @@ from horus.process import (
     become_subreaper,
     collect_orphans,
     kill_recorded_groups,
+    reap_adopted,
 )
 from horus.publish import publish
 from horus.routing import queue_for
@@ -77,6 +78,7 @@ def _reap(groups: Path, store: Store) -> None:
         try:
             collect_orphans(groups, note)
             kill_recorded_groups(groups, orphans_only=True)
+            reap_adopted(groups)
         except Exception as exc:
             log.warning("reaping orphaned jobs failed: %s", exc)
 

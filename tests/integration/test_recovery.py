@@ -267,3 +267,18 @@ def test_a_job_that_exited_0_as_its_pool_process_died_completes_and_never_runs_a
     assert client.get_job(job_id).attempt == 1
     # the dead pool process's scratch directory went with its job
     assert not list(Path(tempfile.gettempdir()).glob(f"horus-{job_id[:12]}-*"))
+
+
+def test_a_job_that_kills_its_pool_process_leaves_no_process_and_no_directory_behind(
+    client: Client, sweeper: Sweeper, chaos_workers: list[WorkerProcess], tmp_path: Path
+) -> None:
+    worker = chaos_worker(chaos_workers)
+    pids = tmp_path / "pids"
+    job_id = client.submit(chaos(f"sleep 60 & echo $! > {pids}; kill -9 $PPID; sleep 60"))
+    result = client.wait(job_id, timeout=30)
+    assert result.status is JobStatus.FAILED
+    assert "no attempts left of 1" in (result.error or "")
+    assert not pid_alive(int(pids.read_text()))
+    assert not list(Path(tempfile.gettempdir()).glob(f"horus-{job_id[:12]}-*"))
+    assert worker.proc is not None
+    assert worker.proc.poll() is None  # the worker lives on, with a new pool process

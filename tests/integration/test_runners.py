@@ -54,6 +54,33 @@ def test_shell_timeout_kills_the_whole_process_group_grandchildren_included(
     assert wait_until(lambda: not pid_alive(grandchild), timeout=5)
 
 
+def zombies_of(pid: int) -> list[int]:
+    """The children of process ``pid`` that exited and were never reaped."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            stat = Path(f"/proc/{child}/stat")
+            if stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                found.append(int(child))
+    return found
+
+
+def test_a_worker_leaves_no_zombies_of_the_background_processes_its_jobs_left(
+    client: Client, workers: dict[str, WorkerProcess], tmp_path: Path
+) -> None:
+    """The worker's main process adopts whatever a job left running (it is a subreaper, to
+    learn how a dead pool process's job ended); it must reap them once they are ended."""
+    pids = tmp_path / "pids"
+    for _ in range(3):
+        job = shell(client, f"sleep 60 & echo $! >> {pids}; echo started")
+        assert client.run_job_and_await_result(job, timeout=30).output == "started\n"
+    left = [int(pid) for pid in pids.read_text().split()]
+    assert wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in left), 5)
+    main = workers["shell"].proc
+    assert main is not None
+    assert zombies_of(main.pid) == []
+
+
 def test_shell_output_is_capped_and_the_truncation_is_marked(
     client: Client, workers: dict[str, WorkerProcess]
 ) -> None:

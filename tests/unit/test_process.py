@@ -14,7 +14,10 @@ import pytest
 
 from horus.job import JobStatus
 from horus.process import (
+    DIE_WITH_WORKER,
+    GO,
     Outcome,
+    _die_with_me,
     _start_time,
     collect_orphans,
     kill_recorded_groups,
@@ -430,3 +433,34 @@ def test_run_process_records_its_scratch_directory_while_it_runs(tmp_path: Path)
     assert seen
     assert seen[0].endswith(f" job-3 2\n{tmp_path}")
     assert list(groups.iterdir()) == []
+
+
+def launch(canary: Path, parent: int, stdin: bytes | None) -> int:
+    """Start a job that touches ``canary`` the way run_process does, as the child of a
+    worker process ``parent``; ``stdin`` is what it gets (None: its writer died at once)."""
+    assert DIE_WITH_WORKER, "setpriv (util-linux) is what makes a job die with its worker"
+    proc = subprocess.Popen(
+        _die_with_me(["/bin/sh", "-c", f"touch {canary}"]),
+        env={**ENV, "HORUS_PARENT": str(parent)},
+        stdin=subprocess.PIPE,
+    )
+    proc.communicate(stdin or b"", timeout=5)
+    return proc.returncode
+
+
+def test_a_job_starts_only_after_its_worker_process_sent_the_go_line(tmp_path: Path) -> None:
+    """The worker process records the job's group, then sends the go line: a job whose
+    worker process died before that never runs, so no job runs unrecorded."""
+    canary = tmp_path / "ran"
+    assert launch(canary, os.getpid(), None) == 137  # the pipe closed, no go line
+    assert launch(canary, os.getpid(), b"ready\n") == 137
+    assert not canary.exists()
+    assert launch(canary, os.getpid(), GO) == 0
+    assert canary.exists()
+
+
+def test_a_job_whose_worker_process_is_not_its_parent_never_starts(tmp_path: Path) -> None:
+    """Its worker process died before the death signal was armed: the job has another parent."""
+    canary = tmp_path / "ran"
+    assert launch(canary, 1, GO) == 137
+    assert not canary.exists()

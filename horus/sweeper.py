@@ -9,7 +9,9 @@ Every ``sweep_interval`` seconds it:
 3. publishes pending jobs whose retry is due;
 4. publishes again pending jobs whose message was published ``republish_after`` seconds ago
    and never started (the message vanished with a broker, or was lost in flight). A second
-   message is harmless: only one delivery can start an attempt.
+   message is harmless: only one delivery can start an attempt. While no live worker serves
+   a job's runner, its message waits in the queue and is not published again, so a backlog
+   does not pile up copies of itself.
 
 It runs inside ``horus up`` and as its own process (``horus sweeper``); several sweepers
 may run at once, every step is atomic.
@@ -71,9 +73,16 @@ class Sweeper:
             done.failed += outcome == "failed"
         for job_id in self.attempts.due_retries(time.time()):
             done.retried += self._republish(job_id)
-        for job_id in self.attempts.stale_queued(time.time() - self.timing.republish_after):
-            done.republished += self._republish(job_id)
+        stale = self.attempts.stale_queued(time.time() - self.timing.republish_after)
+        served = self._served() if stale else set()
+        for job_id in stale:
+            done.republished += self._republish(job_id, served)
         return done
+
+    def _served(self) -> set[str]:
+        """The runners that live workers serve."""
+        workers = self.store.live_workers().values()
+        return {str(runner) for info in workers for runner in info.get("runners", [])}
 
     def _reclaim(self, job_id: str) -> str:
         try:
@@ -131,7 +140,9 @@ class Sweeper:
             log.warning("job %s: %s; %s", job_id, reason, outcome)
         return outcome
 
-    def _republish(self, job_id: str) -> bool:
+    def _republish(self, job_id: str, served: set[str] | None = None) -> bool:
+        """Publish a pending job's message again; with ``served``, only if a live worker
+        serves its runner (else it is looked at again ``republish_after`` from now)."""
         try:
             record = self.store.get(job_id)
         except JobNotFound:
@@ -139,6 +150,9 @@ class Sweeper:
             return False
         if record.status is not JobStatus.PENDING:
             self.attempts.forget(job_id)
+            return False
+        if served is not None and record.job.runner_id not in served:
+            self.attempts.published(job_id, time.time())  # nobody could take a copy now
             return False
         publish(self.app, record.job)
         self.attempts.published(job_id, time.time())

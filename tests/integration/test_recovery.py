@@ -75,6 +75,14 @@ def chaos(payload: str, **fields: object) -> Job:
     return Job.model_validate({"runner_id": "chaos", "payload": payload, **fields})
 
 
+def enqueue_chaos(payload: str) -> str:
+    """Submit a chaos job from a client that has the chaos runner installed, as one can
+    while no worker serving it is alive; returns its id."""
+    done = run_horus("enqueue", "chaos", payload, env={**os.environ, **ENV})
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
 def kill_hard(worker: WorkerProcess) -> None:
     """SIGKILL the worker's whole process group, as a crash or an OOM kill would."""
     assert worker.proc is not None
@@ -206,8 +214,8 @@ def test_a_message_that_vanished_is_published_again(
 ) -> None:
     first = chaos_worker(chaos_workers)
     first.stop()  # nobody consumes horus.chaos for now
-    job_id = client.submit(chaos("echo found"))
-    created = client.create_job(chaos("echo never started"))  # recorded, never sent
+    job_id = enqueue_chaos("echo found")
+    created = client.create_job(Job(runner_id="shell", payload="echo never"))  # never sent
     assert client.store.redis.delete("horus.chaos") == 1  # the message vanishes
     sent = time.monotonic()
     chaos_worker(chaos_workers)
@@ -282,3 +290,20 @@ def test_a_job_that_kills_its_pool_process_leaves_no_process_and_no_directory_be
     assert not list(Path(tempfile.gettempdir()).glob(f"horus-{job_id[:12]}-*"))
     assert worker.proc is not None
     assert worker.proc.poll() is None  # the worker lives on, with a new pool process
+
+
+def test_a_backlog_no_worker_serves_is_not_published_again_and_again(
+    client: Client, sweeper: Sweeper, chaos_workers: list[WorkerProcess]
+) -> None:
+    """Jobs wait in their queue while no worker serves their runner: each keeps one message
+    there instead of gaining one every republish period."""
+    first = chaos_worker(chaos_workers)
+    first.stop()
+    assert not any("chaos" in w["runners"] for w in client.store.live_workers().values())
+    queued = client.store.redis.llen("horus.chaos")
+    job_id = enqueue_chaos("echo waited")
+    time.sleep(3 * TIMING.republish_after)
+    assert client.store.redis.llen("horus.chaos") == queued + 1
+    chaos_worker(chaos_workers)
+    result = client.wait(job_id, timeout=30)
+    assert (result.status, result.output) == (JobStatus.COMPLETED, "waited\n")

@@ -26,6 +26,16 @@ WORKERS, CONCURRENCY = 2, 2
 POISON = "kill -9 $PPID; sleep 5"
 
 
+def pool_process(pid: int, main: int) -> bool:
+    """True for a live pool process of the worker whose main process is ``main``: a child in
+    its process group (the job processes it adopted run in groups of their own)."""
+    try:
+        state, _, pgrp = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[:3]
+    except (OSError, ValueError):
+        return False
+    return state != "Z" and int(pgrp) == main
+
+
 class Platform:
     """Everything one fault run starts, and stops in :meth:`close`."""
 
@@ -120,8 +130,9 @@ class Platform:
         assert worker.proc is not None
         pid = worker.proc.pid
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        if children:
-            os.kill(int(self.rng.choice(children)), signal.SIGKILL)
+        pool = [int(c) for c in children if pool_process(int(c), pid)]
+        if pool:
+            os.kill(self.rng.choice(pool), signal.SIGKILL)
             self.kills.append(time.time())
 
     def kill_worker(self) -> None:

@@ -337,6 +337,12 @@ class Attempts:
         with self.store.reach():
             self._published(keys=[f"{PREFIX}queued", f"{PREFIX}retries"], args=[job_id, at])
 
+    def postpone(self, job_id: str, at: float) -> None:
+        """Look at a pending job's message again ``republish_after`` from ``at``, as if it
+        had been published then (its retries are left as they are)."""
+        with self.store.reach():
+            self.store.redis.zadd(f"{PREFIX}queued", {job_id: at})
+
     def forget(self, job_id: str, keep_queued: bool = False) -> None:
         """Drop the bookkeeping of a job that ended or whose record expired."""
         keys = ["leases", "retries"] + ([] if keep_queued else ["queued"])

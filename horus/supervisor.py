@@ -26,7 +26,7 @@ from horus.app import app
 from horus.config import Settings, redact
 from horus.embedded import EmbeddedRedis
 from horus.errors import ConfigError
-from horus.process import kill_recorded_groups
+from horus.groups import kill_recorded_groups
 
 #: seconds a worker gets, beyond its shutdown grace, to hand back its jobs and exit
 HANDBACK_MARGIN = 10.0

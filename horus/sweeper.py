@@ -29,8 +29,8 @@ from celery import Celery
 
 from horus.attempts import Attempts, backoff, entry
 from horus.errors import JobNotFound
+from horus.groups import kill_recorded_groups
 from horus.job import JobResult, JobStatus
-from horus.process import kill_recorded_groups
 from horus.publish import publish
 from horus.store import Store
 
@@ -152,7 +152,7 @@ class Sweeper:
             self.attempts.forget(job_id)
             return False
         if served is not None and record.job.runner_id not in served:
-            self.attempts.published(job_id, time.time())  # nobody could take a copy now
+            self.attempts.postpone(job_id, time.time())  # nobody could take a copy now
             return False
         publish(self.app, record.job)
         self.attempts.published(job_id, time.time())

@@ -38,6 +38,7 @@ from horus.errors import (
     NotAllowed,
     one_line,
 )
+from horus.groups import SCRATCH_PREFIX
 from horus.guard import Guard
 from horus.job import Job, JobResult, JobStatus, parse_job
 from horus.process import Outcome
@@ -329,7 +330,7 @@ def _note_exit(job_id: str, attempt: int, code: int) -> None:
 def _run(
     job: Job, runner: Runner, ctx_secrets: dict[str, str], guard: Guard, attempt: int
 ) -> Outcome:
-    workdir = Path(tempfile.mkdtemp(prefix=f"horus-{job.id[:12]}-"))
+    workdir = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{job.id[:12]}-"))
     try:
         return runner.run(
             RunContext(

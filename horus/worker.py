@@ -17,6 +17,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +27,17 @@ from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
 from horus import config, registry
 from horus.app import app
 from horus.attempts import Attempts, entry
-from horus.errors import ConfigError
-from horus.job import JobStatus
-from horus.policy import PolicyFile
-from horus.process import (
-    CANCEL_POLL,
+from horus.errors import ConfigError, HorusError
+from horus.groups import (
     KILL_GRACE,
     become_subreaper,
     collect_orphans,
     kill_recorded_groups,
     reap_adopted,
 )
+from horus.job import JobStatus
+from horus.policy import PolicyFile
+from horus.process import CANCEL_POLL
 from horus.publish import publish
 from horus.routing import queue_for
 from horus.store import WORKER_TTL, Record, Store
@@ -68,19 +69,28 @@ def _beat(name: str, store: Store) -> None:
 def _reap(groups: Path, store: Store) -> None:
     attempts = Attempts(store)
 
-    def note(label: str, code: int) -> None:
+    def note(label: str, code: int) -> bool:
         job_id, _, attempt = label.partition(" ")
-        log.warning("job %s attempt %s exited %d as its pool process died", job_id, attempt, code)
         if code == 0 and attempt.isdigit():  # it completed: the sweeper must not run it again
-            attempts.exited(job_id, int(attempt), 0)
+            try:
+                attempts.exited(job_id, int(attempt), 0)
+            except HorusError as exc:  # the zombie waits: noted on a later round
+                log.warning("job %s: could not note its exit yet: %s", job_id, exc)
+                return False
+        log.warning("job %s attempt %s exited %d as its pool process died", job_id, attempt, code)
+        return True
 
+    steps: list[Callable[[], int]] = [
+        lambda: collect_orphans(groups, note),
+        lambda: kill_recorded_groups(groups, orphans_only=True),
+        lambda: reap_adopted(groups),
+    ]
     while not _stop.wait(REAP_INTERVAL):
-        try:
-            collect_orphans(groups, note)
-            kill_recorded_groups(groups, orphans_only=True)
-            reap_adopted(groups)
-        except Exception as exc:
-            log.warning("reaping orphaned jobs failed: %s", exc)
+        for step in steps:
+            try:
+                step()
+            except Exception as exc:  # one step failing never stops the others
+                log.warning("reaping orphaned jobs failed: %s", exc)
 
 
 @worker_ready.connect

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from horus import config
 from horus.config import Settings
-from horus.process import kill_recorded_groups
+from horus.groups import kill_recorded_groups
 from horus.store import Store
 
 REPO = Path(__file__).resolve().parent.parent

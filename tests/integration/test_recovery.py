@@ -305,8 +305,11 @@ def test_a_backlog_no_worker_serves_is_not_published_again_and_again(
     assert not any("chaos" in w["runners"] for w in client.store.live_workers().values())
     queued = client.store.redis.llen("horus.chaos")
     job_id = enqueue_chaos("echo waited")
+    sent = client.store.redis.zscore("horus:queued", job_id) or 0.0
     time.sleep(3 * TIMING.republish_after)
     assert client.store.redis.llen("horus.chaos") == queued + 1
+    looked = client.store.redis.zscore("horus:queued", job_id) or 0.0
+    assert looked > sent + 2 * TIMING.republish_after  # looked at, each time left alone
     chaos_worker(chaos_workers)
     result = client.wait(job_id, timeout=30)
     assert (result.status, result.output) == (JobStatus.COMPLETED, "waited\n")

@@ -59,8 +59,11 @@ def zombies_of(pid: int) -> list[int]:
     found = []
     for task in Path(f"/proc/{pid}/task").iterdir():
         for child in (task / "children").read_text().split():
-            stat = Path(f"/proc/{child}/stat")
-            if stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            try:
+                state = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue  # reaped meanwhile
+            if state == "Z":
                 found.append(int(child))
     return found
 

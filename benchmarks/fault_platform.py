@@ -23,7 +23,8 @@ from horus.store import Store
 from tests.harness import REPO, WorkerProcess, end_group, horus_cmd
 
 WORKERS, CONCURRENCY = 2, 2
-POISON = "kill -9 $PPID; sleep 5"
+#: kills the job's worker process (the parent of the job's keeper, which is its $PPID)
+POISON = "read -r _ _ _ pool _ < /proc/$PPID/stat; kill -9 $pool; sleep 5"
 
 
 def pool_process(pid: int, main: int) -> bool:

@@ -19,11 +19,15 @@ Each operation is one Lua script: one round trip, atomic.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any, cast
 
+from horus.errors import HorusError
 from horus.store import LUA_STATUS, PREFIX, Store
+
+log = logging.getLogger(__name__)
 
 _LIB = (
     LUA_STATUS
@@ -211,6 +215,21 @@ def entry(attempt: int, status: str, worker: str | None, **more: Any) -> str:
 
 class Attempts:
     """The attempt operations on the job store."""
+
+    def note_orphan_exit(self, label: str, code: int) -> bool:
+        """The ``note`` of :func:`horus.groups.collect_orphans`: an attempt (``label`` is
+        ``<job id> <attempt>``) whose worker process died had exited with ``code``; one that
+        exited 0 is recorded, so that the sweeper completes the job instead of running it
+        again. False while the store cannot be reached."""
+        job_id, _, attempt = label.partition(" ")
+        if code == 0 and attempt.isdigit():
+            try:
+                self.exited(job_id, int(attempt), 0)
+            except HorusError as exc:
+                log.warning("job %s: could not note its exit yet: %s", job_id, exc)
+                return False
+        log.warning("job %s attempt %s exited %d as its worker process died", job_id, attempt, code)
+        return True
 
     def __init__(self, store: Store) -> None:
         self.store = store

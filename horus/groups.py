@@ -5,10 +5,13 @@ A running job's process leads a process group of its own. Its worker process rec
 group in a marker file (in the per-host groups directory, named after the group id) so that
 whoever outlives that worker process can end the job before it runs again elsewhere:
 
-- the worker's main process, a child subreaper, adopts the job processes of a pool process
-  that died: :func:`collect_orphans` records how each one ended, then reaps it;
-  :func:`reap_adopted` reaps whatever else a job left;
-- every reaper (that main process, the sweeper, ``horus up``) runs
+- a job's keeper (its group leader, see :mod:`horus.process`) writes the job's exit
+  status next to the marker (``exit-<group id>``) before it exits;
+- :func:`collect_orphans` (in the sweeper and the worker's main process) records how each
+  job whose worker process died ended, from that file or, in the worker's main process (a
+  child subreaper, which adopts the keeper of a pool process that died), from the zombie;
+  :func:`reap_adopted` reaps whatever else a job left there;
+- every reaper (the sweeper, the worker's main process, ``horus up``) runs
   :func:`kill_recorded_groups` to end what is left of those groups.
 """
 
@@ -29,6 +32,9 @@ from typing import NamedTuple
 
 #: seconds between SIGTERM and SIGKILL when a job's group is stopped
 KILL_GRACE = 1.0
+#: the same for a job whose worker process died (its keeper killed the job already; this is
+#: for what the job left, and lets the keeper write the job's exit status first)
+ORPHAN_GRACE = 0.25
 PR_SET_CHILD_SUBREAPER = 36
 #: the name every job's scratch directory starts with (in the worker's temporary directory)
 SCRATCH_PREFIX = "horus-"
@@ -123,10 +129,27 @@ class Marker:
         """True once the worker process that started the job is gone."""
         return not _lives(self.owner, self.owner_started)
 
+    @property
+    def exit_file(self) -> Path:
+        """Where the job's keeper writes the job's exit status."""
+        return exit_file(self.path.parent, self.pgid)
+
+    def exit_code(self) -> int | None:
+        """The job's exit status as its keeper wrote it, or None (not written yet)."""
+        try:
+            return int(self.exit_file.read_text())
+        except (OSError, ValueError):
+            return None
+
     def leader(self) -> _Stat | None:
         """The job's first process while it exists (a zombie included), else None."""
         stat = _stat(self.pgid)
         return stat if stat is not None and stat.started == self.started else None
+
+
+def exit_file(groups_dir: Path, pgid: int) -> Path:
+    """The file the keeper of job group ``pgid`` writes the job's exit status to."""
+    return groups_dir / f"exit-{pgid}"
 
 
 def write_marker(groups_dir: Path, pid: int, label: str = "", scratch: Path | None = None) -> Path:
@@ -177,12 +200,13 @@ def _remove_scratch(scratch: Path) -> None:
 
 def kill_recorded_groups(groups_dir: Path, orphans_only: bool = False) -> int:
     """Kill what is left of the job process groups recorded in ``groups_dir``; with
-    ``orphans_only``, only of those whose worker process is gone (at once: their leader
-    died with that process). Returns how many groups it killed.
+    ``orphans_only``, only of those whose worker process is gone (quickly: their keeper
+    has killed the job already). Returns how many groups it killed.
 
-    A marker goes once its leader is gone, and the scratch directory of an orphan with it.
-    While the leader is a zombie its adopter (the worker's main process) has yet to reap,
-    the marker stays: :func:`collect_orphans` needs it to record how that job ended.
+    A marker goes once its leader is gone, with its exit file, and the scratch directory of
+    an orphan with them. It stays while :func:`collect_orphans` has yet to record how an
+    orphan ended: while its leader is a zombie its adopter (the worker's main process) has
+    yet to reap, or while its exit file is there.
     """
     killed = 0
     for marker in _markers(groups_dir):
@@ -190,18 +214,21 @@ def kill_recorded_groups(groups_dir: Path, orphans_only: bool = False) -> int:
         if orphans_only and not orphaned:
             continue  # its worker process lives and will end it
         leader = marker.leader()
-        # The leader may be gone (it dies with its worker) while the job's children live
-        # on in its group; a pid is not reused while a group of that id exists, so members
-        # found under it are the job's. A live leader that started later is another process.
+        # The leader may be gone while the job's children live on in its group; a pid is
+        # not reused while a group of that id exists, so members found under it are the
+        # job's. A live leader that started later is another process.
         ours = leader is not None or _stat(marker.pgid) is None
         if ours and group_alive(marker.pgid):
-            kill_group(marker.pgid, grace=0 if orphans_only else KILL_GRACE)
+            kill_group(marker.pgid, grace=ORPHAN_GRACE if orphaned else KILL_GRACE)
             killed += 1
         leader = marker.leader()
+        if orphaned and marker.exit_file.exists():
+            continue  # collect_orphans records how it ended first
         uncollected = leader is not None and leader.state == "Z" and leader.ppid == marker.adopter
         if leader is None or (leader.state == "Z" and not uncollected):
             if orphaned and marker.scratch is not None:
                 _remove_scratch(marker.scratch)
+            marker.exit_file.unlink(missing_ok=True)
             marker.path.unlink(missing_ok=True)
     return killed
 
@@ -218,25 +245,31 @@ def peek_exit(pid: int) -> int:
 
 
 def collect_orphans(groups_dir: Path, note: Callable[[str, int], bool]) -> int:
-    """Reap the recorded job processes whose worker process died and that were handed to
-    this process (a child subreaper: the worker's main process), each only once ``note``,
-    told its label and exit code, returns True (a job that exited 0 just before its worker
-    process died completed, and must not run again): a zombie whose exit could not be noted
-    waits for the next call. Returns how many were reaped."""
-    reaped = 0
+    """Record how each recorded job whose worker process died ended: ``note`` is told its
+    label and exit code (a job that exited 0 just before its worker process died completed,
+    and must not run again) from the exit file its keeper wrote, or, for a keeper this
+    process adopted (a child subreaper: the worker's main process), from its zombie, which
+    is reaped then. Nothing is dropped until ``note`` returns True: an exit that could not
+    be noted waits for the next call. Returns how many exits were noted."""
+    noted = 0
+    me = os.getpid()
     for marker in _markers(groups_dir):
+        if not marker.orphaned:
+            continue  # its worker process lives and records it
         leader = marker.leader()
-        if leader is None or leader.ppid != os.getpid() or not marker.orphaned:
-            continue  # not ours, or its worker process lives and reaps it
-        try:
+        adopted = leader is not None and leader.ppid == me and leader.state == "Z"
+        code = marker.exit_code()
+        if code is None and adopted:
             info = os.waitid(os.P_PID, marker.pgid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        except ChildProcessError:
-            continue
-        if info is None or not note(marker.label, _exit_code(info)):
+            code = None if info is None else _exit_code(info)
+        if code is None or not note(marker.label, code):
             continue  # still running (the reaper kills it), or noted next time
-        os.waitpid(marker.pgid, 0)
-        reaped += 1
-    return reaped
+        marker.exit_file.unlink(missing_ok=True)
+        if adopted:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(marker.pgid, 0)
+        noted += 1
+    return noted
 
 
 def _children() -> list[int]:

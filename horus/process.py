@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from horus.groups import kill_group, peek_exit, write_marker
+from horus.groups import exit_file, kill_group, peek_exit, write_marker
 from horus.job import JobStatus
 from horus.watch import Watch
 
@@ -19,27 +19,45 @@ from horus.watch import Watch
 CANCEL_POLL = 0.5
 #: seconds to read output left in the pipes once the job's group is gone
 DRAIN_LIMIT = 5.0
-#: what a job's first process runs under so that it is killed the moment the worker process
-#: that started it dies (util-linux setpriv sets PR_SET_PDEATHSIG, then execs the job): a
-#: job must not go on to its effects while its job is being recovered elsewhere. Whatever
-#: the job started in the background is ended by the reaper (groups.kill_recorded_groups).
-DIE_WITH_WORKER = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
-#: run between setpriv and the job. It waits for the go line the worker process writes on
-#: its stdin once the job's group is recorded (so a reaper knows the group of every job that
-#: got past this point), and stops there should that process die first: then the line never
-#: comes, or the job has another parent and may not have got the death signal.
-_PARENT_CHECK = (
-    'read -r go && [ "$go" = go ] && [ "$PPID" = "$HORUS_PARENT" ] || exit 137; '
-    'unset HORUS_PARENT; exec "$@"'
-)
-#: the line that lets a job past :data:`_PARENT_CHECK`; the job's own stdin follows it
+#: what a job's first process, its keeper, runs under: util-linux setpriv arms the death
+#: signal (PR_SET_PDEATHSIG) so that the keeper hears at once when the worker process that
+#: started it dies, then execs :data:`_KEEPER`.
+DIE_WITH_WORKER = ["setpriv", "--pdeathsig", "USR2", "--"] if shutil.which("setpriv") else []
+#: The keeper (/bin/sh), the leader of the job's process group, between setpriv and the job.
+#: It waits for the go line its worker process writes on stdin once the group is recorded
+#: (so a reaper knows the group of every job that started), and stops there should that
+#: process die first: the line never comes, or the keeper has another parent and may have
+#: missed the death signal. It runs the job as its child (with the rest of stdin) and, when
+#: the job exits, writes its exit status to ``exit-<group id>`` in the groups directory
+#: before it exits itself: should the worker die before recording that exit, whoever reaps
+#: the group (the sweeper, the worker's main process) still learns that the job ran to its
+#: end. When the worker process dies (SIGUSR2) it kills the job at once, so that the job
+#: never goes on to its effects while it is recovered elsewhere, and records how it ended.
+#: SIGTERM (a timeout, a cancel) reaches the job through the group; the keeper waits.
+_KEEPER = """\
+read -r go && [ "$go" = go ] && [ "$PPID" = "$HORUS_PARENT" ] || exit 137
+unset HORUS_PARENT
+d=$1; shift
+trap : TERM
+trap 'dead=1; kill -9 "$c" 2>/dev/null' USR2
+exec 3<&0
+"$@" <&3 3<&- & c=$!
+exec 3<&-
+[ -z "$dead" ] || kill -9 "$c"
+wait "$c"; s=$?
+while kill -0 "$c" 2>/dev/null; do wait "$c"; s=$?; done
+[ -z "$d" ] || echo "$s" > "$d/exit-$$"
+exit "$s"
+"""
+#: the line that lets a job past the keeper's first check; the job's own stdin follows it
 GO = b"go\n"
 
 
-def _die_with_me(argv: Sequence[str]) -> list[str]:
+def _die_with_me(argv: Sequence[str], groups_dir: Path | None) -> list[str]:
     if not DIE_WITH_WORKER:
         return list(argv)
-    return [*DIE_WITH_WORKER, "/bin/sh", "-c", _PARENT_CHECK, "horus-job", *argv]
+    where = str(groups_dir) if groups_dir is not None else ""
+    return [*DIE_WITH_WORKER, "/bin/sh", "-c", _KEEPER, "horus-job", where, *argv]
 
 
 @dataclass(frozen=True)
@@ -76,7 +94,7 @@ def run_process(
     anything else is done.
     """
     proc = subprocess.Popen(
-        _die_with_me(argv),
+        _die_with_me(argv, groups_dir),
         env={**env, "HORUS_PARENT": str(os.getpid())} if DIE_WITH_WORKER else env,
         cwd=cwd,
         stdin=subprocess.PIPE if stdin is not None or DIE_WITH_WORKER else subprocess.DEVNULL,
@@ -110,6 +128,8 @@ def run_process(
         proc.wait()
         watch.drain(DRAIN_LIMIT)
         watch.close()
+        if groups_dir is not None:
+            exit_file(groups_dir, proc.pid).unlink(missing_ok=True)
         if marker is not None:
             marker.unlink(missing_ok=True)
     out, err = watch.out, watch.err

@@ -2,8 +2,9 @@
 
 Every ``sweep_interval`` seconds it:
 
-1. ends the job processes on this machine whose worker process died (before their job can
-   run again elsewhere);
+1. records how the jobs on this machine whose worker process died ended (a job that exited
+   0 just before is completed, not run again), and ends what is left of their processes
+   (before their job can run again elsewhere);
 2. takes back running jobs whose lease expired (their worker died or lost the store): back
    to pending for another attempt, or failed once ``max_attempts`` attempts were used;
 3. publishes pending jobs whose retry is due;
@@ -29,7 +30,7 @@ from celery import Celery
 
 from horus.attempts import Attempts, backoff, entry
 from horus.errors import JobNotFound
-from horus.groups import kill_recorded_groups
+from horus.groups import collect_orphans, kill_recorded_groups
 from horus.job import JobResult, JobStatus
 from horus.publish import publish
 from horus.store import Store
@@ -64,7 +65,9 @@ class Sweeper:
     def sweep(self) -> Sweep:
         """One pass over expired leases, due retries and stale messages."""
         done = Sweep()
-        done.reaped = kill_recorded_groups(self.store.settings.groups_dir, orphans_only=True)
+        groups = self.store.settings.groups_dir
+        collect_orphans(groups, self.attempts.note_orphan_exit)  # before any lease is taken
+        done.reaped = kill_recorded_groups(groups, orphans_only=True)
         now = time.time()
         settled = now - self.reachable_since >= self.timing.lease
         for job_id in self.attempts.expired_leases(now) if settled else []:

@@ -27,7 +27,7 @@ from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
 from horus import config, registry
 from horus.app import app
 from horus.attempts import Attempts, entry
-from horus.errors import ConfigError, HorusError
+from horus.errors import ConfigError
 from horus.groups import (
     KILL_GRACE,
     become_subreaper,
@@ -67,19 +67,7 @@ def _beat(name: str, store: Store) -> None:
 
 
 def _reap(groups: Path, store: Store) -> None:
-    attempts = Attempts(store)
-
-    def note(label: str, code: int) -> bool:
-        job_id, _, attempt = label.partition(" ")
-        if code == 0 and attempt.isdigit():  # it completed: the sweeper must not run it again
-            try:
-                attempts.exited(job_id, int(attempt), 0)
-            except HorusError as exc:  # the zombie waits: noted on a later round
-                log.warning("job %s: could not note its exit yet: %s", job_id, exc)
-                return False
-        log.warning("job %s attempt %s exited %d as its pool process died", job_id, attempt, code)
-        return True
-
+    note = Attempts(store).note_orphan_exit
     steps: list[Callable[[], int]] = [
         lambda: collect_orphans(groups, note),
         lambda: kill_recorded_groups(groups, orphans_only=True),
@@ -176,6 +164,7 @@ def run_worker(runners: list[str], concurrency: int, loglevel: str = "INFO") -> 
     settings = config.load()
     Store(settings).ping()
     _warn_about_trust(settings)
+    collect_orphans(settings.groups_dir, Attempts(Store(settings)).note_orphan_exit)
     kill_recorded_groups(settings.groups_dir, orphans_only=True)
     become_subreaper()  # a dead pool process's job comes to us: we learn how it ended
     _served[:] = names

@@ -71,6 +71,10 @@ def chaos_worker(started: list[WorkerProcess]) -> WorkerProcess:
     return worker
 
 
+#: sets $pool to the job's worker process (the parent of the job's keeper, its $PPID)
+POOL = "read -r _ _ _ pool _ < /proc/$PPID/stat; "
+
+
 def chaos(payload: str, **fields: object) -> Job:
     return Job.model_validate({"runner_id": "chaos", "payload": payload, **fields})
 
@@ -152,7 +156,7 @@ def test_a_poison_job_stops_after_max_attempts_while_others_keep_flowing(
 ) -> None:
     chaos_worker(chaos_workers)
     chaos_worker(chaos_workers)
-    poison = client.submit(chaos("kill -9 $PPID; sleep 5", max_attempts=2))
+    poison = client.submit(chaos(POOL + "kill -9 $pool; sleep 5", max_attempts=2))
     others = [client.submit(chaos(f"echo {n}")) for n in range(6)]
     for n, job_id in enumerate(others):
         result = client.wait(job_id, timeout=30)
@@ -253,16 +257,16 @@ def test_a_job_that_exited_0_as_its_pool_process_died_completes_and_never_runs_a
 ) -> None:
     """The window the pool-kill fault hits: the job wrote its effect and exited 0, and its
     pool process died before it noted that exit. The job stops its pool process, writes its
-    effect and exits; a helper of its own kills the stopped pool process once the job is a
-    zombie. The worker's main process adopts the zombie and records the exit, so the sweeper
-    completes the job instead of running its effect again."""
+    effect and exits; a helper of its own kills the stopped pool process once the job's
+    keeper has exited too. The worker's main process adopts the keeper and records the
+    exit, so the sweeper completes the job instead of running its effect again."""
     chaos_worker(chaos_workers)
     ledger = tmp_path / "ledger"
     job_id = client.submit(
         chaos(
-            "pool=$PPID; me=$$; kill -STOP $pool; "
+            POOL + "keeper=$PPID; kill -STOP $pool; "
             f"echo effect-$HORUS_ATTEMPT >> {ledger}; "
-            '( while [ "$(cut -d" " -f3 /proc/$me/stat)" != Z ]; do sleep 0.01; done; '
+            '( while [ "$(cut -d" " -f3 /proc/$keeper/stat)" != Z ]; do sleep 0.01; done; '
             "kill -9 $pool ) >/dev/null 2>&1 & exit 0",
             max_attempts=3,
         )
@@ -282,7 +286,7 @@ def test_a_job_that_kills_its_pool_process_leaves_no_process_and_no_directory_be
 ) -> None:
     worker = chaos_worker(chaos_workers)
     pids = tmp_path / "pids"
-    job_id = client.submit(chaos(f"sleep 60 & echo $! > {pids}; kill -9 $PPID; sleep 60"))
+    job_id = client.submit(chaos(f"{POOL}sleep 60 & echo $! > {pids}; kill -9 $pool; sleep 60"))
     result = client.wait(job_id, timeout=30)
     assert result.status is JobStatus.FAILED
     assert "no attempts left of 1" in (result.error or "")
@@ -313,3 +317,30 @@ def test_a_backlog_no_worker_serves_is_not_published_again_and_again(
     chaos_worker(chaos_workers)
     result = client.wait(job_id, timeout=30)
     assert (result.status, result.output) == (JobStatus.COMPLETED, "waited\n")
+
+
+def test_a_job_that_exited_0_as_its_whole_worker_died_completes_and_never_runs_again(
+    client: Client, sweeper: Sweeper, chaos_workers: list[WorkerProcess], tmp_path: Path
+) -> None:
+    """The same window when every process of the worker dies (the main process too): the
+    job stops its whole worker, writes its effect and exits, and a helper SIGKILLs the
+    worker's process group once the job's keeper has exited. The keeper wrote the exit
+    before it went, so the sweeper completes the job."""
+    chaos_worker(chaos_workers)
+    ledger = tmp_path / "ledger"
+    job_id = client.submit(
+        chaos(
+            POOL + "keeper=$PPID; read -r _ _ _ _ worker _ < /proc/$pool/stat; "
+            "kill -STOP -$worker; "
+            f"echo effect-$HORUS_ATTEMPT >> {ledger}; "
+            '( while [ "$(cut -d" " -f3 /proc/$keeper/stat)" != Z ]; do sleep 0.01; done; '
+            "kill -9 -$worker ) >/dev/null 2>&1 & exit 0",
+            max_attempts=3,
+        )
+    )
+    result = client.wait(job_id, timeout=30)
+    assert (result.status, result.exit_code, result.attempt) == (JobStatus.COMPLETED, 0, 1)
+    chaos_worker(chaos_workers)  # a worker that would run it again, were it recovered
+    time.sleep(2 * TIMING.lease)
+    assert ledger.read_text() == "effect-1\n"
+    assert client.get_job(job_id).attempt == 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -196,7 +197,9 @@ def test_the_group_marker_exists_while_running_and_is_gone_after(tmp_path: Path)
         seen.append({p.name: p.read_text() for p in groups.iterdir()})
         return False
 
-    outcome = sh("echo $$; sleep 0.7", tmp_path, cancelled=look, groups_dir=groups)
+    # named after the job's process group (its keeper leads it)
+    script = "cut -d' ' -f5 /proc/$$/stat; sleep 0.7"
+    outcome = sh(script, tmp_path, cancelled=look, groups_dir=groups)
     pid = outcome.output.strip()
     assert outcome.status is JobStatus.COMPLETED
     assert seen, "the process ended before the first cancel check"
@@ -246,7 +249,7 @@ def launch(canary: Path, parent: int, stdin: bytes | None) -> int:
     """Start a job that touches ``canary`` the way run_process does, as the child of a
     worker process ``parent``; ``stdin`` is what it gets (None: its writer died at once)."""
     proc = subprocess.Popen(
-        _die_with_me(["/bin/sh", "-c", f"touch {canary}"]),
+        _die_with_me(["/bin/sh", "-c", f"touch {canary}"], None),
         env={**ENV, "HORUS_PARENT": str(parent)},
         stdin=subprocess.PIPE,
     )
@@ -274,3 +277,65 @@ def test_a_job_whose_worker_process_is_not_its_parent_never_starts(tmp_path: Pat
     gone.wait()
     assert launch(canary, gone.pid, GO) == 137
     assert not canary.exists()
+
+
+WORKER = """
+import os, subprocess, sys, time
+from pathlib import Path
+from horus.process import GO, _die_with_me
+groups = Path(sys.argv[1])
+keeper = subprocess.Popen(
+    _die_with_me(["/bin/sh", "-c", sys.argv[2]], groups),
+    env={"PATH": "/usr/bin:/bin", "HORUS_PARENT": str(os.getpid())},
+    stdin=subprocess.PIPE,
+    start_new_session=True,
+)
+keeper.stdin.write(GO)
+keeper.stdin.close()
+print(keeper.pid, flush=True)
+time.sleep(float(sys.argv[3]))
+os._exit(0)  # the worker process dies, its job not reaped
+"""
+
+
+def worker_dies_after(seconds: float, script: str, groups: Path) -> int:
+    """A worker process that starts ``script`` under its keeper and dies ``seconds`` later;
+    returns the keeper's pid (its group id)."""
+    groups.mkdir(exist_ok=True)
+    done = subprocess.run(
+        [sys.executable, "-c", WORKER, str(groups), script, str(seconds)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return int(done.stdout)
+
+
+@needs_setpriv
+def test_a_jobs_keeper_kills_it_the_moment_its_worker_process_dies(tmp_path: Path) -> None:
+    groups, canary = tmp_path / "groups", tmp_path / "ran"
+    keeper = worker_dies_after(0.3, f"sleep 2; touch {canary}", groups)
+    exit_file = groups / f"exit-{keeper}"
+    deadline = time.monotonic() + 5
+    while not exit_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert exit_file.read_text().strip() == str(128 + signal.SIGKILL)
+    time.sleep(2.5)
+    assert not canary.exists()  # it never got to its effect
+
+
+@needs_setpriv
+def test_a_job_that_exited_before_its_worker_process_died_leaves_its_exit_behind(
+    tmp_path: Path,
+) -> None:
+    groups, canary = tmp_path / "groups", tmp_path / "ran"
+    keeper = worker_dies_after(1.0, f"touch {canary}; exit 0", groups)
+    assert canary.exists()
+    assert (groups / f"exit-{keeper}").read_text().strip() == "0"
+
+
+def test_run_process_leaves_no_exit_file_behind(tmp_path: Path) -> None:
+    groups = tmp_path / "groups"
+    assert sh("exit 4", tmp_path, groups_dir=groups).exit_code == 4
+    assert list(groups.iterdir()) == []

@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from horus.groups import exit_file, kill_group, peek_exit, write_marker
@@ -53,11 +54,24 @@ exit "$s"
 GO = b"go\n"
 
 
+@cache
+def _default_signals() -> list[str]:
+    """What gives the job SIGINT and SIGQUIT back (a shell starts a background child with
+    both ignored): GNU env's --default-signal, where this env has it."""
+    argv = ["env", "--default-signal=INT,QUIT", "--"]
+    try:
+        works = subprocess.run([*argv, "true"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        works = False
+    return argv if works else []
+
+
 def _die_with_me(argv: Sequence[str], groups_dir: Path | None) -> list[str]:
     if not DIE_WITH_WORKER:
         return list(argv)
     where = str(groups_dir) if groups_dir is not None else ""
-    return [*DIE_WITH_WORKER, "/bin/sh", "-c", _KEEPER, "horus-job", where, *argv]
+    keeper = [*DIE_WITH_WORKER, "/bin/sh", "-c", _KEEPER, "horus-job", where]
+    return [*keeper, *_default_signals(), *argv]
 
 
 @dataclass(frozen=True)

@@ -339,3 +339,10 @@ def test_run_process_leaves_no_exit_file_behind(tmp_path: Path) -> None:
     groups = tmp_path / "groups"
     assert sh("exit 4", tmp_path, groups_dir=groups).exit_code == 4
     assert list(groups.iterdir()) == []
+
+
+def test_a_job_starts_with_no_signal_ignored(tmp_path: Path) -> None:
+    """Its keeper runs it as a background child, which a shell starts with SIGINT and
+    SIGQUIT ignored; the job gets them back."""
+    outcome = sh("grep SigIgn /proc/self/status", tmp_path)
+    assert outcome.output.split() == ["SigIgn:", "0000000000000000"]

@@ -155,6 +155,7 @@ def exit_file(groups_dir: Path, pgid: int) -> Path:
 def write_marker(groups_dir: Path, pid: int, label: str = "", scratch: Path | None = None) -> Path:
     """Record the job process ``pid`` (a group leader this process just started)."""
     groups_dir.mkdir(parents=True, exist_ok=True)
+    exit_file(groups_dir, pid).unlink(missing_ok=True)  # an earlier process's, same pid
     me = os.getpid()
     head = f"{start_time(pid)} {me} {start_time(me)} {os.getppid()} {label}".strip()
     path = groups_dir / str(pid)
@@ -262,6 +263,9 @@ def collect_orphans(groups_dir: Path, note: Callable[[str, int], bool]) -> int:
         if code is None and adopted:
             info = os.waitid(os.P_PID, marker.pgid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
             code = None if info is None else _exit_code(info)
+        ended = leader is None or leader.state == "Z"
+        if code is None and ended and marker.exit_file.exists():
+            code = -1  # the keeper died writing it: how the job ended is unknown
         if code is None or not note(marker.label, code):
             continue  # still running (the reaper kills it), or noted next time
         marker.exit_file.unlink(missing_ok=True)
@@ -270,6 +274,12 @@ def collect_orphans(groups_dir: Path, note: Callable[[str, int], bool]) -> int:
                 os.waitpid(marker.pgid, 0)
         noted += 1
     return noted
+
+
+def unrecorded(groups_dir: Path) -> bool:
+    """True while the exit of a job whose worker process died waits to be recorded (its
+    keeper wrote it, and :func:`collect_orphans` has not noted it yet)."""
+    return any(m.orphaned and m.exit_file.exists() for m in _markers(groups_dir))
 
 
 def _children() -> list[int]:

@@ -3,6 +3,7 @@ output cap; whatever happens, the whole group (grandchildren included) is gone a
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ from horus.groups import exit_file, kill_group, peek_exit, write_marker
 from horus.job import JobStatus
 from horus.watch import Watch
 
+log = logging.getLogger(__name__)
 #: seconds between two cancel checks while a process runs
 CANCEL_POLL = 0.5
 #: seconds to read output left in the pipes once the job's group is gone
@@ -28,8 +30,10 @@ DIE_WITH_WORKER = ["setpriv", "--pdeathsig", "USR2", "--"] if shutil.which("setp
 #: It waits for the go line its worker process writes on stdin once the group is recorded
 #: (so a reaper knows the group of every job that started), and stops there should that
 #: process die first: the line never comes, or the keeper has another parent and may have
-#: missed the death signal. It runs the job as its child (with the rest of stdin) and, when
-#: the job exits, writes its exit status to ``exit-<group id>`` in the groups directory
+#: missed the death signal. It runs the job as its child (with the rest of stdin; a job
+#: killed by signal N exits 128 + N, as in a shell) and, when the job exits (a trap that
+#: interrupts ``wait`` only makes it wait again), writes its exit status to
+#: ``exit-<group id>`` in the groups directory
 #: before it exits itself: should the worker die before recording that exit, whoever reaps
 #: the group (the sweeper, the worker's main process) still learns that the job ran to its
 #: end. When the worker process dies (SIGUSR2) it kills the job at once, so that the job
@@ -39,15 +43,15 @@ _KEEPER = """\
 read -r go && [ "$go" = go ] && [ "$PPID" = "$HORUS_PARENT" ] || exit 137
 unset HORUS_PARENT
 d=$1; shift
-trap : TERM
-trap 'dead=1; kill -9 "$c" 2>/dev/null' USR2
+trap 'i=1' TERM
+trap 'i=1; dead=1; kill -9 "$c" 2>/dev/null' USR2
 exec 3<&0
-"$@" <&3 3<&- & c=$!
+{ exec "$@"; } <&3 3<&- & c=$!
 exec 3<&-
 [ -z "$dead" ] || kill -9 "$c"
-wait "$c"; s=$?
-while kill -0 "$c" 2>/dev/null; do wait "$c"; s=$?; done
-[ -z "$d" ] || echo "$s" > "$d/exit-$$"
+i=1
+while [ -n "$i" ]; do i=; wait "$c"; s=$?; done
+[ -z "$d" ] || echo "$s" 2>/dev/null > "$d/exit-$$"
 exit "$s"
 """
 #: the line that lets a job past the keeper's first check; the job's own stdin follows it
@@ -63,6 +67,8 @@ def _default_signals() -> list[str]:
         works = subprocess.run([*argv, "true"], capture_output=True, timeout=10).returncode == 0
     except (OSError, subprocess.SubprocessError):
         works = False
+    if not works:
+        log.warning("env has no --default-signal: jobs start with SIGINT and SIGQUIT ignored")
     return argv if works else []
 
 

@@ -25,6 +25,7 @@ from horus.app import app
 from horus.client import Client
 from horus.config import Timing
 from horus.job import Job, JobStatus
+from horus.process import DIE_WITH_WORKER
 from horus.signing import CancelRequest
 from horus.store import Store
 from horus.sweeper import Sweeper
@@ -73,6 +74,8 @@ def chaos_worker(started: list[WorkerProcess]) -> WorkerProcess:
 
 #: sets $pool to the job's worker process (the parent of the job's keeper, its $PPID)
 POOL = "read -r _ _ _ pool _ < /proc/$PPID/stat; "
+#: the tests that use POOL need the keeper, which needs setpriv
+needs_keeper = pytest.mark.skipif(not DIE_WITH_WORKER, reason="no setpriv (util-linux) here")
 
 
 def chaos(payload: str, **fields: object) -> Job:
@@ -151,6 +154,7 @@ def test_a_job_that_fails_once_completes_on_its_second_attempt(
     assert '"tries": 2' in shown.stdout
 
 
+@needs_keeper
 def test_a_poison_job_stops_after_max_attempts_while_others_keep_flowing(
     client: Client, sweeper: Sweeper, chaos_workers: list[WorkerProcess], tmp_path: Path
 ) -> None:
@@ -252,6 +256,7 @@ def test_a_cancel_left_on_a_job_waiting_for_its_retry_stops_the_retry(
     assert runs.read_text() == "run\nrun\n"
 
 
+@needs_keeper
 def test_a_job_that_exited_0_as_its_pool_process_died_completes_and_never_runs_again(
     client: Client, sweeper: Sweeper, chaos_workers: list[WorkerProcess], tmp_path: Path
 ) -> None:
@@ -281,6 +286,7 @@ def test_a_job_that_exited_0_as_its_pool_process_died_completes_and_never_runs_a
     assert not list(Path(tempfile.gettempdir()).glob(f"horus-{job_id[:12]}-*"))
 
 
+@needs_keeper
 def test_a_job_that_kills_its_pool_process_leaves_no_process_and_no_directory_behind(
     client: Client, sweeper: Sweeper, chaos_workers: list[WorkerProcess], tmp_path: Path
 ) -> None:
@@ -319,6 +325,7 @@ def test_a_backlog_no_worker_serves_is_not_published_again_and_again(
     assert (result.status, result.output) == (JobStatus.COMPLETED, "waited\n")
 
 
+@needs_keeper
 def test_a_job_that_exited_0_as_its_whole_worker_died_completes_and_never_runs_again(
     client: Client, sweeper: Sweeper, chaos_workers: list[WorkerProcess], tmp_path: Path
 ) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from horus.groups import collect_orphans, kill_recorded_groups, start_time
+from horus.groups import collect_orphans, kill_recorded_groups, start_time, write_marker
 from tests.harness import pid_alive
 
 
@@ -306,5 +306,26 @@ def test_an_exit_its_keeper_wrote_is_noted_even_by_a_process_that_is_not_its_par
     noted: list[tuple[str, int]] = []
     assert collect_orphans(groups, noting(noted)) == 1
     assert noted == [("job-7 2", 0)]
+    kill_recorded_groups(groups, orphans_only=True)
+    assert list(groups.iterdir()) == []
+
+
+def test_a_new_job_never_inherits_an_exit_file_left_under_its_pid(tmp_path: Path) -> None:
+    groups = tmp_path / "groups"
+    groups.mkdir()
+    (groups / f"exit-{os.getpid()}").write_text("0\n")  # an earlier process with this pid
+    write_marker(groups, os.getpid(), "job-8 1")
+    assert not (groups / f"exit-{os.getpid()}").exists()
+
+
+def test_an_exit_file_its_keeper_died_writing_is_noted_as_unknown(tmp_path: Path) -> None:
+    groups = tmp_path / "groups"
+    leader = exited_unreaped("exit 0")
+    leader.wait(5)
+    mark(groups, leader.pid)
+    (groups / f"exit-{leader.pid}").write_text("")
+    noted: list[tuple[str, int]] = []
+    assert collect_orphans(groups, noting(noted)) == 1
+    assert noted == [("job-1 1", -1)]  # not 0: the job is not taken as completed
     kill_recorded_groups(groups, orphans_only=True)
     assert list(groups.iterdir()) == []

@@ -90,6 +90,19 @@ def enqueue_chaos(payload: str) -> str:
     return done.stdout.strip()
 
 
+def effect_then_death(ledger: Path, victim: str) -> Job:
+    """A job that stops ``victim`` (``$pool``, its pool process, or ``-$worker``, its whole
+    worker), writes its effect, exits 0, and leaves a helper that SIGKILLs the victim once
+    the job's keeper has exited: its worker dies just after the job exited."""
+    return chaos(
+        POOL + "keeper=$PPID; read -r _ _ _ _ worker _ < /proc/$pool/stat; "
+        f"kill -STOP {victim}; echo effect-$HORUS_ATTEMPT >> {ledger}; "
+        '( while [ "$(cut -d" " -f3 /proc/$keeper/stat)" != Z ]; do sleep 0.01; done; '
+        f"kill -9 {victim} ) >/dev/null 2>&1 & exit 0",
+        max_attempts=3,
+    )
+
+
 def kill_hard(worker: WorkerProcess) -> None:
     """SIGKILL the worker's whole process group, as a crash or an OOM kill would."""
     assert worker.proc is not None
@@ -267,15 +280,7 @@ def test_a_job_that_exited_0_as_its_pool_process_died_completes_and_never_runs_a
     exit, so the sweeper completes the job instead of running its effect again."""
     chaos_worker(chaos_workers)
     ledger = tmp_path / "ledger"
-    job_id = client.submit(
-        chaos(
-            POOL + "keeper=$PPID; kill -STOP $pool; "
-            f"echo effect-$HORUS_ATTEMPT >> {ledger}; "
-            '( while [ "$(cut -d" " -f3 /proc/$keeper/stat)" != Z ]; do sleep 0.01; done; '
-            "kill -9 $pool ) >/dev/null 2>&1 & exit 0",
-            max_attempts=3,
-        )
-    )
+    job_id = client.submit(effect_then_death(ledger, "$pool"))
     result = client.wait(job_id, timeout=30)
     assert (result.status, result.exit_code, result.attempt) == (JobStatus.COMPLETED, 0, 1)
     assert "output was lost" in (result.error or "")
@@ -335,16 +340,7 @@ def test_a_job_that_exited_0_as_its_whole_worker_died_completes_and_never_runs_a
     before it went, so the sweeper completes the job."""
     chaos_worker(chaos_workers)
     ledger = tmp_path / "ledger"
-    job_id = client.submit(
-        chaos(
-            POOL + "keeper=$PPID; read -r _ _ _ _ worker _ < /proc/$pool/stat; "
-            "kill -STOP -$worker; "
-            f"echo effect-$HORUS_ATTEMPT >> {ledger}; "
-            '( while [ "$(cut -d" " -f3 /proc/$keeper/stat)" != Z ]; do sleep 0.01; done; '
-            "kill -9 -$worker ) >/dev/null 2>&1 & exit 0",
-            max_attempts=3,
-        )
-    )
+    job_id = client.submit(effect_then_death(ledger, "-$worker"))
     result = client.wait(job_id, timeout=30)
     assert (result.status, result.exit_code, result.attempt) == (JobStatus.COMPLETED, 0, 1)
     chaos_worker(chaos_workers)  # a worker that would run it again, were it recovered

@@ -7,9 +7,8 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -51,20 +50,6 @@ alive = pid_alive
 def wait_for_pid(pidfile: Path) -> int:
     """The pid a process wrote to ``pidfile``."""
     return int(pidfile.read_text().strip())
-
-
-@pytest.fixture
-def sleeper() -> Iterator[subprocess.Popen[bytes]]:
-    """A `sleep 30` in its own process group, reaped in the background; always ended."""
-    proc = subprocess.Popen(["sleep", "30"], start_new_session=True)
-    reaper = threading.Thread(target=proc.wait, daemon=True)
-    reaper.start()
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-        reaper.join(5)
 
 
 def test_a_command_that_exits_0_is_completed_with_its_stdout(tmp_path: Path) -> None:

@@ -50,7 +50,7 @@ exec 3<&0
 exec 3<&-
 [ -z "$dead" ] || kill -9 "$c"
 i=1
-while [ -n "$i" ]; do i=; wait "$c"; s=$?; done
+while [ -n "$i" ]; do i=; wait "$c" 2>/dev/null; s=$?; done
 [ -z "$d" ] || echo "$s" 2>/dev/null > "$d/exit-$$"
 exit "$s"
 """

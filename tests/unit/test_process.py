@@ -92,7 +92,7 @@ def test_a_command_past_its_deadline_is_killed_as_timeout_grandchildren_included
     assert outcome.status is JobStatus.TIMEOUT
     assert elapsed < 3
     assert outcome.error is not None
-    assert "killed at the job's timeout" in outcome.error
+    assert outcome.error.startswith("[horus: killed at the job's timeout")  # nothing before
     assert "--timeout" in outcome.error
     assert not alive(wait_for_pid(pidfile))
 

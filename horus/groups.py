@@ -282,6 +282,22 @@ def unrecorded(groups_dir: Path) -> bool:
     return any(m.orphaned and m.exit_file.exists() for m in _markers(groups_dir))
 
 
+class Reaped(NamedTuple):
+    killed: int
+    waiting: bool
+
+
+def reap_orphans(groups_dir: Path, note: Callable[[str, int], bool]) -> Reaped:
+    """One pass over the jobs whose worker process died, as every reaper runs it: record how
+    they ended, end what is left of their groups, and record again the exits their keepers
+    wrote meanwhile. Returns how many groups it killed, and whether an exit still waits to be
+    recorded (``note`` failed): no lease may be taken back while one does."""
+    collect_orphans(groups_dir, note)
+    killed = kill_recorded_groups(groups_dir, orphans_only=True)
+    collect_orphans(groups_dir, note)
+    return Reaped(killed, unrecorded(groups_dir))
+
+
 def _children() -> list[int]:
     """The pids of this process's children (zombies included)."""
     found: list[int] = []

@@ -30,7 +30,7 @@ from celery import Celery
 
 from horus.attempts import Attempts, backoff, entry
 from horus.errors import JobNotFound
-from horus.groups import collect_orphans, kill_recorded_groups, unrecorded
+from horus.groups import reap_orphans
 from horus.job import JobResult, JobStatus
 from horus.publish import publish
 from horus.store import Store
@@ -65,15 +65,11 @@ class Sweeper:
     def sweep(self) -> Sweep:
         """One pass over expired leases, due retries and stale messages."""
         done = Sweep()
-        groups = self.store.settings.groups_dir
-        # How the jobs of dead workers here ended is recorded before any lease is taken
-        # back: before and after their groups are ended (a keeper may write it meanwhile);
-        # while one is still unrecorded (the store failed), no lease is taken this time.
-        collect_orphans(groups, self.attempts.note_orphan_exit)
-        done.reaped = kill_recorded_groups(groups, orphans_only=True)
-        collect_orphans(groups, self.attempts.note_orphan_exit)
+        # How the jobs of dead workers here ended is recorded before any lease is taken back.
+        reaped = reap_orphans(self.store.settings.groups_dir, self.attempts.note_orphan_exit)
+        done.reaped = reaped.killed
         now = time.time()
-        settled = now - self.reachable_since >= self.timing.lease and not unrecorded(groups)
+        settled = now - self.reachable_since >= self.timing.lease and not reaped.waiting
         for job_id in self.attempts.expired_leases(now) if settled else []:
             outcome = self._reclaim(job_id)
             done.recovered += outcome in ("retry", "completed")

@@ -28,13 +28,7 @@ from horus import config, registry
 from horus.app import app
 from horus.attempts import Attempts, entry
 from horus.errors import ConfigError
-from horus.groups import (
-    KILL_GRACE,
-    become_subreaper,
-    collect_orphans,
-    kill_recorded_groups,
-    reap_adopted,
-)
+from horus.groups import KILL_GRACE, become_subreaper, reap_adopted, reap_orphans
 from horus.job import JobStatus
 from horus.policy import PolicyFile
 from horus.process import CANCEL_POLL
@@ -68,9 +62,8 @@ def _beat(name: str, store: Store) -> None:
 
 def _reap(groups: Path, store: Store) -> None:
     note = Attempts(store).note_orphan_exit
-    steps: list[Callable[[], int]] = [
-        lambda: collect_orphans(groups, note),
-        lambda: kill_recorded_groups(groups, orphans_only=True),
+    steps: list[Callable[[], object]] = [
+        lambda: reap_orphans(groups, note),
         lambda: reap_adopted(groups),
     ]
     while not _stop.wait(REAP_INTERVAL):
@@ -164,8 +157,7 @@ def run_worker(runners: list[str], concurrency: int, loglevel: str = "INFO") -> 
     settings = config.load()
     Store(settings).ping()
     _warn_about_trust(settings)
-    collect_orphans(settings.groups_dir, Attempts(Store(settings)).note_orphan_exit)
-    kill_recorded_groups(settings.groups_dir, orphans_only=True)
+    reap_orphans(settings.groups_dir, Attempts(Store(settings)).note_orphan_exit)
     become_subreaper()  # a dead pool process's job comes to us: we learn how it ended
     _served[:] = names
     queues = ",".join(queue_for(n) for n in names)

@@ -14,7 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from horus.groups import collect_orphans, kill_recorded_groups, start_time, write_marker
+from horus.groups import (
+    collect_orphans,
+    kill_recorded_groups,
+    reap_orphans,
+    start_time,
+    write_marker,
+)
 from tests.harness import pid_alive
 
 
@@ -328,4 +334,18 @@ def test_an_exit_file_its_keeper_died_writing_is_noted_as_unknown(tmp_path: Path
     assert collect_orphans(groups, noting(noted)) == 1
     assert noted == [("job-1 1", -1)]  # not 0: the job is not taken as completed
     kill_recorded_groups(groups, orphans_only=True)
+    assert list(groups.iterdir()) == []
+
+
+def test_a_reaping_pass_says_when_an_exit_still_waits_to_be_recorded(tmp_path: Path) -> None:
+    """The sweeper takes no lease back while it does."""
+    groups = tmp_path / "groups"
+    leader = exited_unreaped("exit 0")
+    leader.wait(5)
+    mark(groups, leader.pid)
+    (groups / f"exit-{leader.pid}").write_text("0\n")
+    assert reap_orphans(groups, lambda label, code: False).waiting  # the store is away
+    noted: list[tuple[str, int]] = []
+    assert not reap_orphans(groups, noting(noted)).waiting
+    assert noted == [("job-1 1", 0)]
     assert list(groups.iterdir()) == []

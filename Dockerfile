@@ -3,7 +3,7 @@ FROM python:3.11-slim
 RUN useradd --create-home horus
 WORKDIR /opt/horus
 COPY . .
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir . runners/*/
 USER horus
 # The compose volume horus-home mounts here: made by the horus user so that the volume is
 # too, and `horus init` can write the keys and the policy into it.

@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.faults import Proxy, summarize
-from horus import config, trust
+from horus import config
 from horus.client import Client
-from horus.embedded import EmbeddedRedis
 from horus.errors import BrokerUnavailable, InvalidJob, JobStateError
 from horus.job import Job, JobStatus
-from horus.store import Store
+from horus.services.embedded import EmbeddedRedis
+from horus.store import keys
+from horus.store.records import Store
+from horus.trust import bootstrap
 from tests.harness import REPO, WorkerProcess, end_group, horus_cmd
 
 WORKERS, CONCURRENCY = 2, 2
@@ -45,7 +47,7 @@ class Platform:
         self.worker_env = worker_env
         self.broker = broker
         self.settings = config.load()
-        trust.init(self.settings)
+        bootstrap.init(self.settings)
         self.redis = EmbeddedRedis(home, self.settings.embedded_socket)
         self.redis.start()
         if broker == "rabbitmq":
@@ -198,7 +200,9 @@ class Platform:
         records = self.records()
         if poison:
             bad_record = records[next(iter(poison))]
-            note = f"  poison: {bad_record.get('status')} after {bad_record.get('tries')} tries"
+            note = (
+                f"  poison: {bad_record.get('status')} after {bad_record.get('attempt')} attempts"
+            )
         return summarize(
             fault, self.broker, records, self.ledger, self.kills, started, poison, note
         )
@@ -214,7 +218,7 @@ class Platform:
         try:
             pipe = self.store.redis.pipeline(transaction=False)
             for job_id in self.submitted:
-                pipe.hget(self.store.key(job_id), "status")
+                pipe.hget(keys.job(job_id), "status")
             return list(pipe.execute())
         except Exception:  # the broker restarts
             return [None]
@@ -222,7 +226,7 @@ class Platform:
     def records(self) -> dict[str, dict[str, Any]]:
         pipe = self.store.redis.pipeline(transaction=False)
         for job_id in self.submitted:
-            pipe.hgetall(self.store.key(job_id))
+            pipe.hgetall(keys.job(job_id))
         return dict(zip(self.submitted, pipe.execute(), strict=True))
 
     def close(self) -> None:

@@ -26,10 +26,11 @@ for _name in ("HORUS_BROKER_URL", "HORUS_RESULT_BACKEND"):
     os.environ.pop(_name, None)
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from horus import config, trust  # noqa: E402
+from horus import config  # noqa: E402
 from horus.client import Client  # noqa: E402
-from horus.embedded import EmbeddedRedis  # noqa: E402
 from horus.job import Job, JobStatus  # noqa: E402
+from horus.services.embedded import EmbeddedRedis  # noqa: E402
+from horus.trust import bootstrap  # noqa: E402
 from tests.harness import REPO, WorkerProcess, end_group  # noqa: E402
 
 
@@ -94,7 +95,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved raw/Horus rounds")
     args = parser.parse_args()
     settings = config.load()
-    trust.init(settings)  # Horus jobs are signed and verified, as after `horus up`
+    bootstrap.init(settings)  # Horus jobs are signed and verified, as after `horus up`
     server = EmbeddedRedis(settings.home, settings.embedded_socket)
     server.start()
     ratios = []

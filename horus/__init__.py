@@ -1,8 +1,10 @@
-"""Horus: a job platform on Celery.
+"""Horus: a job platform on Celery. This module is the public API; runner authors import
+only from it::
 
-The public API::
+    from horus import Client, Job, JobResult, JobStatus, Outcome, Record, RunContext, Runner
 
-    from horus import Client, Job, JobResult, JobStatus, Signature
+Importing it builds no Celery app and reads no environment: a :class:`Client` does that when
+it is made, from :func:`horus.config.load`.
 """
 
 from __future__ import annotations
@@ -16,13 +18,18 @@ from horus.errors import (
     JobFailed,
     JobNotFound,
     JobStateError,
+    NotAllowed,
     RunnerContractError,
     UnknownRunner,
 )
 from horus.job import Job, JobBuilder, JobResult, JobStatus, Signature, parse_job
+from horus.runner import NoConfig, NoParams, Outcome, OutputSink, RunContext, Runner
+from horus.store.output import Chunk
+from horus.store.records import Record
 
 __all__ = [
     "BrokerUnavailable",
+    "Chunk",
     "Client",
     "ConfigError",
     "HorusError",
@@ -34,6 +41,14 @@ __all__ = [
     "JobResult",
     "JobStateError",
     "JobStatus",
+    "NoConfig",
+    "NoParams",
+    "NotAllowed",
+    "Outcome",
+    "OutputSink",
+    "Record",
+    "RunContext",
+    "Runner",
     "RunnerContractError",
     "Signature",
     "UnknownRunner",

@@ -9,7 +9,7 @@ will apply, is recorded as pending, and only then is published to its runner's q
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,17 +17,26 @@ from typing import Any
 from celery import Celery
 from nacl.signing import SigningKey
 
-from horus import config, registry, sealing, signing
-from horus.app import app as default_app
-from horus.attempts import Attempts
-from horus.audit import Audit
+from horus import config, registry
 from horus.config import Settings
-from horus.errors import BrokerUnavailable, InvalidJob, JobStateError, UnknownRunner
+from horus.errors import (
+    BrokerUnavailable,
+    InvalidJob,
+    JobNotFound,
+    JobStateError,
+    UnknownRunner,
+)
 from horus.job import Job, JobResult, JobStatus, parse_job
-from horus.publish import publish
-from horus.signing import CancelRequest
-from horus.store import Record, Store
-from horus.trust import Gate, signing_keys
+from horus.messaging.app import make_app
+from horus.messaging.publish import publish
+from horus.store import workers
+from horus.store.lifecycle import Lifecycle
+from horus.store.output import Chunk, chunks
+from horus.store.records import Record, Store
+from horus.subscribers import default_bus
+from horus.trust import sealing, signing
+from horus.trust.gate import Gate, signing_keys
+from horus.trust.signing import CancelRequest
 
 
 class Client:
@@ -48,9 +57,9 @@ class Client:
     ) -> None:
         self.settings = settings or config.load()
         self.store = Store(self.settings)
-        self.app = app or default_app
+        self.app = app or make_app(self.settings)
         self.gate = Gate(self.settings)
-        self.attempts = Attempts(self.store)
+        self.lifecycle = Lifecycle(self.store, default_bus(self.store))
         self.keys = signing_keys(keys, self.settings)
         self.validity = validity
 
@@ -58,8 +67,7 @@ class Client:
 
     def known_runners(self) -> frozenset[str]:
         """Runners installed here or served by a live worker."""
-        served = {r for w in self.store.live_workers().values() for r in w.get("runners", [])}
-        return frozenset(registry.installed().runners) | served
+        return frozenset(registry.installed().runners) | workers.served(self.store)
 
     def prepare(self, job: Job | dict[str, Any], secrets: Mapping[str, str] | None = None) -> Job:
         """The job as it will be sent: ``secrets`` sealed into it, signed with every key of
@@ -93,7 +101,7 @@ class Client:
         self, job: Job | dict[str, Any], secrets: Mapping[str, str] | None, sending: bool
     ) -> Job:
         job = self.check(self.prepare(job, secrets))
-        if not self.store.create(job, sending):
+        if not self.lifecycle.create(job, sending):
             raise InvalidJob(f"job id {job.id!r} is taken; leave id unset to get a fresh one")
         return job
 
@@ -110,7 +118,7 @@ class Client:
             raise JobStateError(f"job {job_id} is {record.status}; only a pending job can start")
         publish(self.app, self.check(record.job))  # an expired signature fails here
         # From now on the sweeper publishes it again should the message vanish.
-        self.attempts.published(job_id, time.time())
+        self.lifecycle.published(job_id, time.time())
 
     def submit(self, job: Job | dict[str, Any], secrets: Mapping[str, str] | None = None) -> str:
         """Create and start a job in one call; returns its id. ``secrets`` are env vars
@@ -119,7 +127,7 @@ class Client:
         try:
             publish(self.app, created)  # the job just validated and recorded: no re-read
         except BrokerUnavailable:
-            self.store.discard(created.id)  # nothing half-written: no record without a message
+            self.lifecycle.discard(created)  # nothing half-written: no record without a message
             raise
         return created.id
 
@@ -150,6 +158,12 @@ class Client:
         """The job's output, or None while it has not finished."""
         result = self.get_job_result(job_id)
         return None if result is None else result.output
+
+    def logs(self, job_id: str, follow: bool = False) -> Iterator[Chunk]:
+        """What the job wrote so far, chunk by chunk (secrets masked); with ``follow``, also
+        what it writes next, until it ends."""
+        self.store.status(job_id)  # JobNotFound for an unknown id
+        return chunks(self.store, job_id, follow)
 
     def wait(self, job_id: str, timeout: float | None = None) -> JobResult:
         """Block until the job is finished and return its result (TimeoutError after
@@ -192,26 +206,30 @@ class Client:
             error="cancelled before it started",
             completed_at=now,
         )
-        moved = self.store.transition(
-            job_id,
-            JobStatus.CANCELLED,
-            [JobStatus.PENDING],
-            {"completed_at": now.isoformat(), "result": result.model_dump_json(), "cancel": raw},
+        fields = {
+            "completed_at": now.isoformat(),
+            "result": result.model_dump_json(),
+            "cancel": raw,
+        }
+        runner_id = record.job.runner_id
+        done, found = self.lifecycle.close(
+            job_id, runner_id, JobStatus.CANCELLED, fields, JobStatus.CANCELLED.value, raw
         )
-        if moved.applied:
-            Audit(self.store).record(
+        if done == "missing":
+            raise JobNotFound(job_id)
+        if done == "ok":  # a running job's worker judges (and audits) the request itself
+            self.lifecycle.bus.emit(
+                "cancel_requested",
                 job_id,
-                "cancel",
-                "accepted",
-                "cancelled before it started",
-                signers,
-                record.job.runner_id,
+                runner_id,
+                accepted=True,
+                reason="cancelled before it started",
+                signers=signers,
             )
             return JobStatus.CANCELLED
-        if moved.previous is JobStatus.RUNNING:
-            self.store.request_cancel(job_id, raw)
+        if done == "requested":
             return JobStatus.RUNNING
-        raise JobStateError(f"job {job_id} already ended {moved.previous}; nothing to cancel")
+        raise JobStateError(f"job {job_id} already ended {found}; nothing to cancel")
 
     def runners(self) -> dict[str, dict[str, Any]]:
         """Installed runners and the live workers serving each."""
@@ -222,7 +240,7 @@ class Client:
         }
         for name, reason in installed.broken.items():
             table[name] = {"installed": False, "description": reason, "workers": []}
-        for worker, info in sorted(self.store.live_workers().items()):
+        for worker, info in sorted(workers.live(self.store).items()):
             for name in info.get("runners", []):
                 table.setdefault(name, {"installed": False, "description": "", "workers": []})
                 table[name]["workers"].append(worker)

@@ -1,14 +1,33 @@
-"""Where Horus finds its services, derived once from ``celeryconfig``."""
+"""The settings of a Horus process: where it finds its services, its keys and its timing.
+
+Nothing here reads the environment at import: :func:`load` reads it when called, and every
+other part of Horus (the Celery app included, see :mod:`horus.messaging.app`) is built from
+the :class:`Settings` it returns.
+
+Environment:
+
+- ``HORUS_HOME``: keys, policy, logs and the embedded Redis's data and socket (``~/.horus``).
+- ``HORUS_BROKER_URL``: ``redis://...`` or ``amqp://...``; unset means the embedded Redis,
+  reached over the unix socket ``$HORUS_HOME/redis.sock``.
+- ``HORUS_RESULT_BACKEND``: a ``redis://`` URL for job records; unset means the broker when
+  the broker is Redis, else the embedded Redis.
+- ``HORUS_RETENTION``: seconds that job records are kept (default 7 days).
+- ``HORUS_VISIBILITY_TIMEOUT``: seconds before Redis hands an unacknowledged message to
+  another worker (default 2 h). Horus never runs a job twice because of it: a second
+  delivery of a running or finished job is dropped.
+- ``HORUS_KEY``, ``HORUS_WORKER_KEY``, ``HORUS_POLICY``: see :class:`Settings`.
+- timing (``HORUS_LEASE``...): see :class:`Timing`.
+"""
 
 from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import celeryconfig
 from horus.errors import ConfigError
 
 
@@ -21,7 +40,7 @@ class Timing:
     lease: float = 30.0
     #: how often the sweeper looks for expired leases, due retries and vanished messages
     sweep_interval: float = 5.0
-    #: the first retry delay after the second failure; it doubles from there (seed 003)
+    #: the delay before attempt 2 of a job that failed; it doubles from there (seed 003)
     retry_base: float = 60.0
     #: the longest retry delay
     retry_cap: float = 3600.0
@@ -41,18 +60,18 @@ _TIMING_ENV = {
 }
 
 
-def _timing() -> Timing:
+def _timing(env: Mapping[str, str]) -> Timing:
     values: dict[str, float] = {}
-    for name, env in _TIMING_ENV.items():
-        raw = os.environ.get(env)
+    for name, variable in _TIMING_ENV.items():
+        raw = env.get(variable)
         if not raw:
             continue
         try:
             values[name] = float(raw)
         except ValueError:
-            raise ConfigError(f"{env}={raw!r} is not a number of seconds; give one") from None
+            raise ConfigError(f"{variable}={raw!r} is not a number of seconds; give one") from None
         if values[name] < 0 or (name == "lease" and values[name] < 1):
-            raise ConfigError(f"{env}={raw!r} is too small; give a positive number of seconds")
+            raise ConfigError(f"{variable}={raw!r} is too small; give a positive number of seconds")
     return Timing(**values)
 
 
@@ -72,7 +91,16 @@ class Settings:
     #: who may run what where; workers refuse every job without it (``HORUS_POLICY``)
     policy_path: Path
     #: leases, sweeps, retries and shutdown grace
-    timing: Timing = Timing()
+    timing: Timing = field(default_factory=lambda: Timing())
+    #: Redis broker: seconds before an unacknowledged message is handed out again
+    visibility_timeout: int = 2 * 3600
+    #: attempts lost with their worker after which a job fails (``HORUS_LOST_LIMIT``)
+    lost_limit: int = 3
+
+    @property
+    def embedded_url(self) -> str:
+        """The Celery URL of the embedded Redis."""
+        return f"redis+socket://{self.embedded_socket}"
 
     @property
     def store_url(self) -> str:
@@ -96,7 +124,7 @@ class Settings:
     @property
     def uses_embedded(self) -> bool:
         """True when the broker or the result backend is the embedded Redis."""
-        return celeryconfig.EMBEDDED_URL in (self.broker_url, self.result_backend)
+        return self.embedded_url in (self.broker_url, self.result_backend)
 
 
 def redact(url: str) -> str:
@@ -108,21 +136,41 @@ def redact(url: str) -> str:
     return url
 
 
-def _path(name: str, default: Path) -> Path:
-    return Path(os.environ.get(name) or default).expanduser()
+def _int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number; give one from 1 up") from None
+    if value < 1:
+        raise ConfigError(f"{name}={raw!r} is too small; give a whole number from 1 up")
+    return value
 
 
-def load() -> Settings:
-    """The settings of this process."""
-    home = celeryconfig.HORUS_HOME
+def load(environ: Mapping[str, str] | None = None) -> Settings:
+    """The settings of this process, read from ``environ`` (default: ``os.environ``)."""
+    env = os.environ if environ is None else environ
+
+    def path(name: str, default: Path) -> Path:
+        return Path(env.get(name) or default).expanduser()
+
+    home = path("HORUS_HOME", Path.home() / ".horus")
+    socket_path = home / "redis.sock"
+    embedded = f"redis+socket://{socket_path}"
+    broker = env.get("HORUS_BROKER_URL") or embedded
+    redis_broker = broker.startswith(("redis://", "rediss://", "redis+socket://"))
     return Settings(
         home=home,
-        broker_url=celeryconfig.broker_url,
-        result_backend=celeryconfig.result_backend,
-        embedded_socket=celeryconfig.EMBEDDED_SOCKET,
-        retention_seconds=celeryconfig.RETENTION_SECONDS,
-        key_path=_path("HORUS_KEY", home / "keys" / "local.key"),
-        worker_key_path=_path("HORUS_WORKER_KEY", home / "keys" / "worker.key"),
-        policy_path=_path("HORUS_POLICY", home / "policy.toml"),
-        timing=_timing(),
+        broker_url=broker,
+        result_backend=env.get("HORUS_RESULT_BACKEND") or (broker if redis_broker else embedded),
+        embedded_socket=socket_path,
+        retention_seconds=_int(env, "HORUS_RETENTION", 7 * 24 * 3600),
+        key_path=path("HORUS_KEY", home / "keys" / "local.key"),
+        worker_key_path=path("HORUS_WORKER_KEY", home / "keys" / "worker.key"),
+        policy_path=path("HORUS_POLICY", home / "policy.toml"),
+        timing=_timing(env),
+        visibility_timeout=_int(env, "HORUS_VISIBILITY_TIMEOUT", 2 * 3600),
+        lost_limit=_int(env, "HORUS_LOST_LIMIT", 3),
     )

@@ -138,3 +138,7 @@ class JobFailed(HorusError):
         code = self.result.get("exit_code")
         code_part = f" (exit code {code})" if code is not None else ""
         return f"job {self.result.get('job_id')} {status}{code_part}: {first}".rstrip(": ")
+
+    def __repr__(self) -> str:
+        """The same line (what Flower shows as the task's exception)."""
+        return str(self)

@@ -124,7 +124,7 @@ class Job(BaseModel):
     tags: tuple[str, ...] = Field(default=(), max_length=MAX_TAGS)
     #: when the signatures stop being valid; a worker never starts the job after it
     expires_at: datetime | None = None
-    #: env vars sealed to the workers' key: name -> base64 sealed box (see horus.sealing)
+    #: env vars sealed to the workers' key: name -> base64 sealed box (see horus.trust.sealing)
     secrets: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="before")
@@ -336,10 +336,10 @@ def explain(error: ValidationError, what: str = "job") -> str:
     for item in error.errors():
         field = ".".join(str(p) for p in item["loc"]) or what
         message = item["msg"].removeprefix("Value error, ")
-        hint = _HINTS.get(str(item["loc"][0])) if item["loc"] else None
+        hint = _HINTS.get(str(item["loc"][0])) if item["loc"] and what == "job" else None
         if item["type"] == "extra_forbidden":
-            see = "`horus schema job`" if what == "job" else "the README"
-            message = f"unknown field; remove it (see {see})"
+            see = {"job": " (see `horus schema job`)", "params": ""}.get(what, " (see the README)")
+            message = f"unknown field; remove it{see}"
         elif hint and not item["type"].startswith("value_error"):
             message = f"{message}; {hint}"
         parts.append(f"{field}: {message}" if item["loc"] else message)

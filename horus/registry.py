@@ -12,9 +12,12 @@ import logging
 from dataclasses import dataclass, field
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
 
 from horus.errors import InvalidJob, RunnerContractError, UnknownRunner
-from horus.job import Job
+from horus.job import Job, explain
 from horus.runner import Runner
 
 GROUP = "horus.runners"
@@ -37,15 +40,43 @@ class Registry:
             raise UnknownRunner(runner_id, sorted(self.runners)) from None
 
 
-def validate(runner: Runner, job: Job) -> None:
-    """Ask ``runner`` whether it can run ``job``; client and worker both call this.
+def params(runner: Runner, job: Job) -> BaseModel:
+    """``job.params`` as the runner's ``Params`` model; :class:`InvalidJob` naming the runner
+    and the field when the runner does not declare one or a value does not fit."""
+    try:
+        return runner.Params.model_validate(job.params)
+    except ValidationError as exc:
+        declared = ", ".join(sorted(runner.Params.model_fields)) or "none"
+        detail = explain(exc, "params").removeprefix("invalid params: ")
+        raise InvalidJob(
+            f"invalid job for runner {job.runner_id!r}: params: {detail}; the {job.runner_id} "
+            f"runner's params are: {declared} (see `horus schema runner {job.runner_id}`)"
+        ) from None
+
+
+def validate(runner: Runner, job: Job) -> BaseModel:
+    """Ask ``runner`` whether it can run ``job``; client and worker both call this. Returns
+    the job's validated params.
 
     Any exception from the plugin is a refusal (:class:`InvalidJob`), never a traceback.
     """
+    checked = params(runner, job)
     try:
-        runner.validate(job.payload, job.params)
+        runner.validate(job.payload, checked)
     except Exception as exc:
         raise InvalidJob(f"invalid job for runner {job.runner_id!r}: {exc}") from None
+    return checked
+
+
+def configure(runner: Runner, raw: dict[str, Any]) -> BaseModel:
+    """The runner's configuration (its table of ``runners.toml``) as its ``Config`` model."""
+    try:
+        return runner.Config.model_validate(raw)
+    except ValidationError as exc:
+        raise RunnerContractError(
+            f"runners.toml [{runner.name}]: {explain(exc, 'config')}; its settings are: "
+            f"{', '.join(sorted(runner.Config.model_fields)) or 'none'}"
+        ) from None
 
 
 def check(entry: EntryPoint, obj: object) -> Runner:
@@ -57,9 +88,14 @@ def check(entry: EntryPoint, obj: object) -> Runner:
         )
     if inspect.isabstract(obj):
         missing = ", ".join(sorted(obj.__abstractmethods__))
-        raise RunnerContractError(
-            f"{where} does not implement {missing}; add run(ctx) and validate(payload, params)"
-        )
+        raise RunnerContractError(f"{where} does not implement {missing}; add run(ctx)")
+    for attribute in ("Params", "Config"):
+        model = getattr(obj, attribute, None)
+        if not (inspect.isclass(model) and issubclass(model, BaseModel)):
+            raise RunnerContractError(
+                f"{where} has a {attribute} that is not a pydantic model; declare "
+                f"`{attribute} = SomeModel` (a pydantic BaseModel subclass)"
+            )
     name = getattr(obj, "name", None)
     if name != entry.name:
         raise RunnerContractError(

@@ -1,29 +1,41 @@
-"""The runner plugin contract.
+"""The runner plugin contract, version 2. Runner authors import only from :mod:`horus`.
 
 A runner is a class registered under the entry-point group ``horus.runners``::
 
     [project.entry-points."horus.runners"]
     echo = "my_package:EchoRunner"
 
-It has a ``name`` (equal to its entry-point name), a one-line ``description``, a
+It has a ``name`` (equal to its entry-point name), a one-line ``description``, the
+parameters it takes as a pydantic model (``Params``: a job with a parameter the model does
+not declare is refused at submission, naming the runner and the field), optionally its own
+configuration as a model (``Config``, read from the worker's ``runners.toml``), an optional
 ``validate(payload, params)`` that raises ``ValueError`` with a reason a person can act on,
-and a ``run(ctx)`` that returns an :class:`~horus.process.Outcome`. Runners never see the
-broker or the job store: the worker records what they return. A runner that starts
-processes uses :meth:`RunContext.run_process`, which enforces the timeout and cancellation
-on the whole process group.
+and a ``run(ctx)`` that returns an :class:`Outcome`.
+
+Runners never see the broker, the job store or the worker: the worker records what they
+return. Through the :class:`RunContext` a runner
+
+- starts processes (:meth:`RunContext.run_process`): the job's timeout, cancel and the death
+  of its worker end the whole process group, grandchildren included;
+- makes a library call (:meth:`RunContext.call`, a SQL query, a blob copy) with the same
+  deadline, cancel and worker-death guarantees: it runs in a child interpreter of its own;
+- writes live output (:attr:`RunContext.output`), secrets masked at the source.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
-from horus.job import Job
-from horus.process import Outcome, run_process
+from pydantic import BaseModel, ConfigDict
+
+from horus.job import Job, JobStatus
 
 #: bytes of stdout (and of stderr) a job may leave in its result; the rest is dropped
 OUTPUT_CAP = 1024 * 1024
@@ -32,27 +44,99 @@ BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
 @dataclass(frozen=True)
+class Outcome:
+    """What a runner reports back: the worker adds the job id, times and its own name."""
+
+    status: JobStatus
+    output: str = ""
+    error: str | None = None
+    exit_code: int | None = None
+    output_truncated: bool = False
+
+
+class NoParams(BaseModel):
+    """The parameters of a runner that takes none."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoConfig(BaseModel):
+    """The configuration of a runner that has none."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OutputSink(Protocol):
+    """Where a runner writes what the job prints as it comes (``horus logs -f``): secrets are
+    masked here, at the source, and the store keeps a capped copy."""
+
+    def write(self, stream: str, data: bytes) -> None:
+        """Append ``data`` to ``stream`` (``stdout`` or ``stderr``)."""
+
+
+class Launcher(Protocol):
+    """What runs a job's processes: the worker's keeper, process group, deadline and
+    cancel machinery (and later its sandbox) behind one call."""
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        env: dict[str, str],
+        cwd: Path,
+        deadline: float,
+        stdin: bytes | None,
+    ) -> Outcome:
+        """Run ``argv`` to its end, its deadline (``time.monotonic()``) or its cancel."""
+
+
+class _Discard:
+    def write(self, stream: str, data: bytes) -> None:
+        """Drop it."""
+
+
+#: the sink of a context nobody reads live
+DISCARD: OutputSink = _Discard()
+#: the interpreter script :meth:`RunContext.call` runs (standard library only)
+CHILD = Path(__file__).with_name("child.py")
+
+
+def target_of(function: Callable[..., Any] | str) -> str:
+    """``package.module:qualname`` of an importable function (or the text given)."""
+    if isinstance(function, str):
+        return function.strip()
+    module, qualname = getattr(function, "__module__", None), function.__qualname__
+    if not module or "<" in qualname or module == "__main__":
+        raise ValueError(
+            f"{function!r} cannot be imported by a child interpreter; define it at the top "
+            "level of an importable module"
+        )
+    return f"{module}:{qualname}"
+
+
+@dataclass(frozen=True)
 class RunContext:
-    """Everything a runner needs to execute one job."""
+    """Everything a runner needs to execute one job, and nothing of the worker."""
 
     job: Job
     workdir: Path
     #: ``time.monotonic()`` value at which the job is out of time
     deadline: float
-    #: returns True once somebody cancelled the job
-    cancelled: Callable[[], bool]
-    output_cap: int = OUTPUT_CAP
-    #: where running process groups are recorded, so a supervisor can end orphans
-    groups_dir: Path | None = None
+    #: what runs the job's processes (the worker's keeper and process groups)
+    launcher: Launcher
+    #: the job's ``params``, validated by the runner's ``Params`` model
+    params: BaseModel = field(default_factory=NoParams)
+    #: the runner's own configuration, validated by its ``Config`` model
+    config: BaseModel = field(default_factory=NoConfig)
+    #: where the job's output goes as it comes
+    output: OutputSink = DISCARD
     #: the job's secrets, opened by the worker; set in the environment like env_vars
     secrets: Mapping[str, str] = field(default_factory=dict)
-    #: which attempt this is (1, 2, ...): the fencing token of this run
+    #: which attempt this is (1, 2, ...)
     attempt: int = 1
-    #: told the exit code as soon as the job's process exits (the worker records it at once)
-    exited: Callable[[int], None] | None = None
 
     def environment(self) -> dict[str, str]:
-        """A minimal environment plus the job's own env_vars (which win)."""
+        """A minimal environment plus the job's own env_vars (which win) and secrets."""
         env = {
             "PATH": BASE_PATH,
             "HOME": str(self.workdir),
@@ -71,19 +155,29 @@ class RunContext:
         return env
 
     def run_process(self, argv: Sequence[str], stdin: bytes | None = None) -> Outcome:
-        """Run ``argv`` in the job's workdir, own process group and environment."""
-        return run_process(
-            argv,
-            env=self.environment(),
-            cwd=self.workdir,
-            deadline=self.deadline,
-            cancelled=self.cancelled,
-            output_cap=self.output_cap,
-            stdin=stdin,
-            groups_dir=self.groups_dir,
-            exited=self.exited,
-            label=f"{self.job.id} {self.attempt}",
-            scratch=self.workdir,
+        """Run ``argv`` in the job's workdir, own process group and environment, until it
+        exits, the job's deadline passes or the job is cancelled."""
+        return self.launcher.run(
+            argv, env=self.environment(), cwd=self.workdir, deadline=self.deadline, stdin=stdin
+        )
+
+    def call(
+        self,
+        function: Callable[..., Any] | str,
+        kwargs: Mapping[str, Any] | None = None,
+        sys_path: Sequence[str] = (),
+    ) -> Outcome:
+        """Call ``function`` (importable, or ``package.module:function``) with ``kwargs`` in
+        a child interpreter of the job's own, with the job's deadline, cancel and
+        environment: its JSON return value is the output; what it prints goes to the error
+        stream; an exception makes the job ``failed`` with its traceback."""
+        request = {
+            "target": target_of(function),
+            "params": dict(kwargs or {}),
+            "sys_path": [*sys_path, *(p for p in sys.path if p)],
+        }
+        return self.run_process(
+            [sys.executable, "-I", str(CHILD)], stdin=json.dumps(request).encode()
         )
 
 
@@ -94,10 +188,15 @@ class Runner(ABC):
     name: ClassVar[str]
     #: one line shown by `horus runners`
     description: ClassVar[str] = ""
+    #: the parameters a job may give (``horus schema runner NAME`` prints them)
+    Params: ClassVar[type[BaseModel]] = NoParams
+    #: the runner's own configuration (a ``[NAME]`` table of the worker's runners.toml)
+    Config: ClassVar[type[BaseModel]] = NoConfig
 
-    @abstractmethod
-    def validate(self, payload: str, params: dict[str, Any]) -> None:
-        """Raise ``ValueError`` naming the problem and the fix if the job cannot run."""
+    def validate(self, payload: str, params: Any) -> None:
+        """Raise ``ValueError`` naming the problem and the fix if the job cannot run;
+        ``params`` is an instance of :attr:`Params`. The default accepts any payload."""
+        return None
 
     @abstractmethod
     def run(self, ctx: RunContext) -> Outcome:

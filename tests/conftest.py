@@ -19,9 +19,10 @@ for _name in ("HORUS_BROKER_URL", "HORUS_RESULT_BACKEND"):
 
 import pytest  # noqa: E402
 
-from horus import config, trust  # noqa: E402
+from horus import config  # noqa: E402
 from horus.client import Client  # noqa: E402
-from horus.embedded import EmbeddedRedis  # noqa: E402
+from horus.services.embedded import EmbeddedRedis  # noqa: E402
+from horus.trust import bootstrap  # noqa: E402
 from tests.harness import WorkerProcess  # noqa: E402
 
 #: set in the shell worker's own environment; a job must never see it
@@ -32,7 +33,7 @@ WORKER_SECRET = "worker-secret-never-in-a-job"
 def embedded_redis() -> Iterator[EmbeddedRedis]:
     """The embedded Redis, started the way `horus up` starts it."""
     settings = config.load()
-    trust.init(settings)  # the keys and policy `horus up` makes on a first run
+    bootstrap.init(settings)  # the keys and policy `horus up` makes on a first run
     server = EmbeddedRedis(settings.home, settings.embedded_socket)
     server.start()
     yield server

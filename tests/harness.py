@@ -15,9 +15,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from horus import config
+from horus.client import Client
 from horus.config import Settings
-from horus.groups import kill_recorded_groups
-from horus.store import Store
+from horus.proc.groups import kill_recorded_groups
+from horus.store import keys, workers
+from horus.store.records import Store
 
 REPO = Path(__file__).resolve().parent.parent
 PLUGINS = REPO / "tests" / "plugins"
@@ -92,7 +94,7 @@ class WorkerProcess:
         while time.monotonic() < end:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker exited early: {self.log.read_text()[-3000:]}")
-            if any(info.get("pid") == self.proc.pid for info in store.live_workers().values()):
+            if any(info.get("pid") == self.proc.pid for info in workers.live(store).values()):
                 return self
             time.sleep(0.1)
         self.stop()
@@ -123,3 +125,9 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def attach_cancel(client: Client, job_id: str, request: str) -> None:
+    """Put a cancel request on a job's record directly, as a race between a client and a
+    worker can leave it (the client attaches one only to a running job)."""
+    assert client.store.redis.hset(keys.job(job_id), "cancel", request) == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,8 @@ from horus.cli.group import Command, cli
 from horus.client import Client
 from horus.errors import InvalidJob, JobStateError
 from horus.job import JobResult, JobStatus, parse_job
-from horus.signing import DEFAULT_VALIDITY
+from horus.store.output import Chunk
+from horus.trust.signing import DEFAULT_VALIDITY
 
 #: exit code of ``horus enqueue --wait`` for each terminal status
 EXIT_CODES = {
@@ -145,7 +146,12 @@ def print_result(result: JobResult, as_json: bool) -> None:
     show_default=True,
     help="Seconds the signature stays valid; a worker never starts the job after that.",
 )
-@click.option("--wait", "-w", is_flag=True, help="Wait, print the output, exit by status.")
+@click.option(
+    "--wait",
+    "-w",
+    is_flag=True,
+    help="Print the job id on stderr, stream the job's output as it comes, exit by status.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def enqueue(
     runner: str,
@@ -165,8 +171,9 @@ def enqueue(
 ) -> None:
     """Submit PAYLOAD to RUNNER and print the job id.
 
-    PAYLOAD '-' reads stdin, '@path' reads a file. With --wait, print the job's output and
-    exit 0 if it completed, 1 if it failed, 3 if it timed out, 4 if it was cancelled.
+    PAYLOAD '-' reads stdin, '@path' reads a file. With --wait, print the job id on stderr,
+    stream the job's output as it comes, and exit 0 if it completed, 1 if it failed, 3 if it
+    timed out, 4 if it was cancelled.
     """
     fields: dict[str, Any] = {
         "runner_id": runner,
@@ -186,15 +193,37 @@ def enqueue(
     if not wait:
         click.echo(json.dumps({"id": job_id}) if as_json else job_id)
         return
-    result = client.wait(job_id)
     if as_json:
-        print_result(result, as_json=True)
-    else:
+        print_result(client.wait(job_id), as_json=True)
+        sys.exit(EXIT_CODES[client.get_job_status(job_id)])
+    click.echo(job_id, err=True)
+    streamed = print_chunks(client.logs(job_id, follow=True))
+    result = client.wait(job_id)
+    if not streamed:  # nothing came live (the stream was not kept): the result has it
         if result.output:
             click.echo(result.output, nl=not result.output.endswith("\n"))
         if result.error:
             click.echo(result.error, err=True, nl=not result.error.endswith("\n"))
     sys.exit(EXIT_CODES[result.status])
+
+
+def print_chunks(chunks: Iterable[Chunk]) -> bool:
+    """Print a job's output chunks as they come (stdout here, stderr there); True if any
+    came."""
+    came = False
+    for chunk in chunks:
+        click.echo(chunk.data, nl=False, err=chunk.stream == "stderr")
+        came = True
+    return came
+
+
+@cli.command()
+@click.argument("job_id")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing what it writes until it ends.")
+def logs(job_id: str, follow: bool) -> None:
+    """Print what a job wrote so far (stdout and stderr, secrets masked); with -f, follow it
+    until it ends."""
+    print_chunks(Client().logs(job_id, follow=follow))
 
 
 @cli.command()

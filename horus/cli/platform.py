@@ -9,16 +9,21 @@ import threading
 from collections.abc import Callable
 
 import click
+from prometheus_client import generate_latest
 
-from horus import config
-from horus.app import app
+from horus import config, registry
 from horus.cli.group import Command, cli
 from horus.client import Client
+from horus.execution import boot
 from horus.job import Job, JobResult
-from horus.store import Store
-from horus.supervisor import Platform, run_flower
-from horus.sweeper import Sweeper
-from horus.worker import run_worker
+from horus.messaging.app import make_app
+from horus.services.metrics import registry_for
+from horus.services.supervisor import Platform, run_flower
+from horus.services.sweeper import Sweeper
+from horus.store import workers
+from horus.store.lifecycle import Lifecycle
+from horus.store.records import Store
+from horus.subscribers import default_bus
 
 
 def flower_options(prefix: str = "") -> Callable[[Command], Command]:
@@ -74,7 +79,10 @@ def flower(address: str, port: int) -> None:
 @click.option("--loglevel", "-l", default="INFO", show_default=True)
 def worker(runners: tuple[str, ...], concurrency: int, loglevel: str) -> None:
     """Run a worker consuming the queues horus.<runner> of the given runners."""
-    run_worker(list(runners), concurrency, loglevel)
+    ctx = boot.prepare(list(runners))
+    for line in boot.warnings(ctx):
+        click.echo(f"horus worker: warning: {line}", err=True)
+    boot.run_worker(ctx, concurrency, loglevel)
 
 
 @cli.command()
@@ -85,7 +93,7 @@ def sweeper(once: bool) -> None:
     run one (or more) next to workers on other machines."""
     settings = config.load()
     store = Store(settings)
-    sweeper = Sweeper(store, app, settled=once)
+    sweeper = Sweeper(Lifecycle(store, default_bus(store)), make_app(settings), settled=once)
     if once:
         click.echo(json.dumps(sweeper.sweep().__dict__))
         return
@@ -119,8 +127,24 @@ def runners(as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("what", type=click.Choice(["job", "result"]))
-def schema(what: str) -> None:
-    """Print the JSON schema of a job or of a job result."""
-    model = Job if what == "job" else JobResult
+@click.argument("what", type=click.Choice(["job", "result", "runner"]))
+@click.argument("name", required=False)
+def schema(what: str, name: str | None) -> None:
+    """Print the JSON schema of a job, of a job result, or of runner NAME's params."""
+    if what == "runner":
+        installed = registry.installed()
+        if name is None:
+            names = ", ".join(sorted(installed.runners)) or "none installed"
+            raise click.UsageError(f"name the runner: horus schema runner NAME ({names})")
+        model = installed.get(name).Params
+    else:
+        model = Job if what == "job" else JobResult
     click.echo(json.dumps(model.model_json_schema(), indent=2))
+
+
+@cli.command()
+def metrics() -> None:
+    """Print the Horus metrics once, in the Prometheus text format (`horus up` serves them)."""
+    store = Store(config.load())
+    runners = set(registry.installed().runners) | workers.served(store)
+    click.echo(generate_latest(registry_for(store, runners)).decode(), nl=False)

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import click
 
-from horus import config, keys
-from horus.audit import Audit
+from horus import config
 from horus.cli.group import cli
-from horus.policy import PolicyFile
-from horus.store import Store
-from horus.trust import init as init_trust
+from horus.store.audit import Audit
+from horus.store.records import Store
+from horus.trust import keys
+from horus.trust.bootstrap import init as init_trust
+from horus.trust.policy import PolicyFile
 
 
 @cli.command()

@@ -11,13 +11,15 @@ import pytest
 from celery import Celery
 from kombu import Connection
 
-from horus.app import app
+from horus import config
 from horus.client import Client
 from horus.errors import BrokerUnavailable, InvalidJob, JobNotFound, JobStateError
 from horus.job import Job, JobStatus
-from horus.routing import TASK_NAME, queue_for
+from horus.messaging.app import make_app
+from horus.routing import queue_for, task_for
 from tests.harness import WorkerProcess, pid_alive, wait_until
 
+app = make_app(config.load())
 pytestmark = pytest.mark.integration
 
 
@@ -94,7 +96,10 @@ def test_a_task_sent_without_the_client_is_refused_and_never_runs(
     canary = tmp_path / "ran"
     job = Job.new("shell", f"touch {canary}")
     app.send_task(
-        TASK_NAME, args=[job.model_dump(mode="json")], task_id=job.id, queue=queue_for("shell")
+        task_for("shell"),
+        args=[job.model_dump(mode="json")],
+        task_id=job.id,
+        queue=queue_for("shell"),
     )
     after = client.run_job_and_await_result(Job.new("shell", "echo still-serving"), 30)
     assert after.output == "still-serving\n"
@@ -115,7 +120,7 @@ def test_pickled_and_garbage_messages_are_refused_and_the_worker_keeps_serving(
             routing_key=queue,
             content_type="application/x-python-serialize",
             content_encoding="binary",
-            headers={"task": TASK_NAME, "id": job_id, "lang": "py"},
+            headers={"task": task_for("shell"), "id": job_id, "lang": "py"},
         )
         producer.publish(
             b"\xff\x00garbage",

@@ -35,11 +35,8 @@ from hypothesis import strategies as st
 from kombu import Connection
 from nacl.signing import SigningKey
 
-from horus import config, keys, sealing, signing
-from horus.app import app
-from horus.audit import Audit, Entry
+from horus import config
 from horus.client import Client
-from horus.embedded import EmbeddedRedis
 from horus.errors import JobNotFound, NotAllowed
 from horus.job import (
     MAX_ENV_BYTES,
@@ -52,12 +49,17 @@ from horus.job import (
     JobStatus,
     Signature,
 )
-from horus.policy import HIJACK_ENV, hijacks
-from horus.routing import TASK_NAME, queue_for
-from horus.store import Store
-from horus.trust import Gate
+from horus.messaging.app import make_app
+from horus.routing import queue_for, task_for
+from horus.services.embedded import EmbeddedRedis
+from horus.store.audit import Audit, Entry
+from horus.store.records import Store
+from horus.trust import keys, sealing, signing
+from horus.trust.gate import Gate
+from horus.trust.policy import HIJACK_ENV, hijacks
 from tests.harness import PLUGINS, WorkerProcess, pid_alive, wait_until
 
+app = make_app(config.load())
 pytestmark = pytest.mark.integration
 
 SETTINGS = config.load()
@@ -161,7 +163,7 @@ def publish(
 ) -> None:
     """Send a task straight to a runner's queue, as anyone with broker access can."""
     app.send_task(
-        TASK_NAME,
+        task_for(runner),
         args=[arg] if args is None else args,
         kwargs=kwargs,
         task_id=task_id,
@@ -256,7 +258,7 @@ def send_and_check(client: Client, job: Job, hostile: Hostile, data: st.DataObje
     if record is None:
         record = data.draw(st.booleans(), label="recorded")
     if record:
-        assert client.store.create(job)
+        assert client.lifecycle.create(job)
     publish(hostile.arg, job.id)
     assert_refused(client.store, job.id, hostile.expect, job if record else None)
 
@@ -716,7 +718,7 @@ def test_positive_control_an_honest_job_sent_the_same_way_runs_and_leaves_its_ca
     client: Client, workers: dict[str, WorkerProcess]
 ) -> None:
     for message in (honest(), Job.model_validate(resign(doc(honest()), trusted()))):
-        assert client.store.create(message)
+        assert client.lifecycle.create(message)
         publish(message.model_dump_json(), message.id)
         assert [e.decision for e in decisions(client.store, message.id)] == ["accepted"]
         result = client.wait(message.id, timeout=30)
@@ -816,7 +818,7 @@ def test_a_hijacking_env_name_needs_a_grant_naming_it_exactly_not_a_glob(
         job = honest(key=granted, env_vars={name: "/nonexistent"})
         with pytest.raises(NotAllowed, match=f"env var {name} can hijack"):
             Client(keys=[granted]).check(job)
-        assert client.store.create(job)
+        assert client.lifecycle.create(job)
         publish(job.model_dump_json(), job.id)
         assert_refused(client.store, job.id, rf"env var {name} can hijack", job)
 
@@ -834,11 +836,11 @@ def test_a_hijacking_env_name_needs_a_grant_naming_it_exactly_not_a_glob(
         )
 
     trusted_job = bash_env_job(trusted())  # the starter grant allows env "*": not enough
-    assert client.store.create(trusted_job)
+    assert client.lifecycle.create(trusted_job)
     publish(trusted_job.model_dump_json(), trusted_job.id)
     assert_refused(client.store, trusted_job.id, r"env var BASH_ENV can hijack", trusted_job)
     named = bash_env_job(granted)  # a grant naming BASH_ENV exactly
-    assert client.store.create(named)
+    assert client.lifecycle.create(named)
     publish(named.model_dump_json(), named.id)
     assert client.wait(named.id, timeout=30).status is JobStatus.COMPLETED
     assert canary(named.id).exists()
@@ -871,7 +873,7 @@ def test_pickle_yaml_and_foreign_tasks_are_refused_before_any_code_runs(
     client: Client, workers: dict[str, WorkerProcess]
 ) -> None:
     job = honest()
-    assert client.store.create(job)
+    assert client.lifecycle.create(job)
     # The traps work: loaded the unsafe way, each one makes its directory.
     pickle.loads(pickled(CANARIES / f"{job.id}-control-pickle"))
     yaml.unsafe_load(yamled(CANARIES / f"{job.id}-control-yaml"))
@@ -892,10 +894,16 @@ def test_pickle_yaml_and_foreign_tasks_are_refused_before_any_code_runs(
                 routing_key=queue_for("shell"),
                 content_type=content_type,
                 content_encoding=encoding,
-                headers={"task": TASK_NAME, "id": job.id, "lang": "py"},
+                headers={"task": task_for("shell"), "id": job.id, "lang": "py"},
             )
     # A built-in Celery task that calls ours in process: it has no task id, so no job.
-    map_task = {"task": TASK_NAME, "args": [], "kwargs": {}, "options": {}, "immutable": False}
+    map_task = {
+        "task": task_for("shell"),
+        "args": [],
+        "kwargs": {},
+        "options": {},
+        "immutable": False,
+    }
     app.send_task("celery.map", args=[map_task, [job.model_dump_json()]], queue=queue_for("shell"))
     after = client.run_job_and_await_result(Job.new("shell", "echo still-serving"), 30)
     assert after.output == "still-serving\n"  # the shell queue is FIFO: all were consumed
@@ -915,7 +923,7 @@ def test_a_worker_refuses_a_job_for_a_runner_it_does_not_serve(
     job = honest(
         job_id, runner_id="python", payload="os:mkdir", params={"path": str(canary(job_id))}
     )
-    assert client.store.create(job)
+    assert client.lifecycle.create(job)
     publish(job.model_dump_json(), job.id)  # the shell queue: its worker serves shell only
     assert_refused(client.store, job.id, r"runner 'python'", job)
 
@@ -925,7 +933,7 @@ def test_a_task_with_other_arguments_is_refused_and_its_record_failed(
 ) -> None:
     jobs = [honest() for _ in range(4)]
     for job in jobs:
-        assert client.store.create(job)
+        assert client.lifecycle.create(job)
     one, two, three, four = ((j.id, j.model_dump_json()) for j in jobs)
     publish(None, one[0], args=[one[1], "extra"])
     publish(None, two[0], args=[])
@@ -942,7 +950,7 @@ def test_a_refusal_reason_is_one_printable_line_whatever_names_the_message_uses(
     client: Client, workers: dict[str, WorkerProcess]
 ) -> None:
     job = honest()
-    assert client.store.create(job)
+    assert client.lifecycle.create(job)
     names = ["a\x0bb", "c\x0cd", "e\x1b[2Jf", "g\x85h", "i\u2028j"]
     publish(text({**doc(job), **dict.fromkeys(names, 1)}), job.id)
     reason = assert_refused(client.store, job.id, r"unknown field", job).reason
@@ -1002,7 +1010,12 @@ def envelope(body: bytes, task_id: str, queue: str, changes: dict[str, Any] | No
         "body": base64.b64encode(body).decode(),
         "content-encoding": "utf-8",
         "content-type": "application/json",
-        "headers": {"lang": "py", "task": TASK_NAME, "id": task_id, "root_id": task_id},
+        "headers": {
+            "lang": "py",
+            "task": "horus." + queue.removeprefix("horus."),
+            "id": task_id,
+            "root_id": task_id,
+        },
         "properties": {
             "correlation_id": task_id,
             "delivery_mode": 2,
@@ -1019,7 +1032,7 @@ def test_positive_control_a_hand_made_envelope_is_a_task_the_worker_runs(
     client: Client, own_worker: WorkerProcess
 ) -> None:
     job = honest(runner_id="echo", payload="lortnoc")
-    assert client.store.create(job)
+    assert client.lifecycle.create(job)
     body = json.dumps([[job.model_dump_json()], {}, {}]).encode()
     client.store.redis.lpush(queue_for("echo"), envelope(body, job.id, queue_for("echo")))
     result = client.wait(job.id, timeout=30)
@@ -1051,7 +1064,7 @@ def test_a_message_with_a_malformed_task_body_is_dropped_not_fatal_to_every_work
 ) -> None:
     queue = queue_for("echo")
     job = honest(runner_id="echo", payload="x")
-    assert client.store.create(job)
+    assert client.lifecycle.create(job)
     for body in (b'{"args": []}', b"[]", b'"x"', json.dumps([job.model_dump_json()]).encode()):
         client.store.redis.lpush(queue, envelope(body, job.id, queue))
     assert_serves(client, own_worker)

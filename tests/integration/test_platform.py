@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from horus.embedded import EmbeddedRedis, answers
+from horus.services.embedded import EmbeddedRedis, answers
 from tests.harness import REPO, end_group, horus_cmd, pid_alive, run_horus, wait_until
 
 pytestmark = pytest.mark.integration

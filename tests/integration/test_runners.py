@@ -12,6 +12,7 @@ from horus.client import Client
 from horus.errors import InvalidJob, UnknownRunner
 from horus.job import Job, JobStatus
 from horus.runner import OUTPUT_CAP
+from horus.store import workers
 from tests.conftest import WORKER_SECRET
 from tests.harness import PLUGINS, WorkerProcess, pid_alive, wait_until
 
@@ -185,7 +186,7 @@ def test_third_party_runner_registered_by_entry_point_is_served_by_a_worker(
     assert "echo" in client.runners()
     assert echo_worker.proc is not None
     assert echo_worker.proc.pid in [
-        info["pid"] for info in client.store.live_workers().values() if "echo" in info["runners"]
+        info["pid"] for info in workers.live(client.store).values() if "echo" in info["runners"]
     ]
     result = client.run_job_and_await_result(Job.new("echo", "suroh"), timeout=30)
     assert result.status is JobStatus.COMPLETED

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from horus.job import JobStatus
-from horus.process import Outcome
-from horus.runner import RunContext, Runner
+from horus.runner import Outcome, RunContext, Runner
 
 
 class EchoRunner(Runner):

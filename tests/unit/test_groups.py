@@ -11,17 +11,43 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
-from horus.groups import (
-    collect_orphans,
+from horus.proc.groups import (
     kill_recorded_groups,
-    reap_orphans,
+    orphan_exits,
+    settle,
     start_time,
+    unrecorded,
     write_marker,
 )
 from tests.harness import pid_alive
+
+
+def collect_orphans(groups_dir: Path, note: Callable[[str, int], bool]) -> int:
+    """Record each orphan's exit with ``note`` and settle those it took, as a reaper does
+    (:func:`horus.execution.orphans.record_exits` with the job store)."""
+    noted = 0
+    for found in orphan_exits(groups_dir):
+        if note(found.label, found.code):
+            settle(found)
+            noted += 1
+    return noted
+
+
+class Reaped(NamedTuple):
+    killed: int
+    waiting: bool
+
+
+def reap_orphans(groups_dir: Path, note: Callable[[str, int], bool]) -> Reaped:
+    """One reaping pass, as :func:`horus.execution.orphans.reap` makes it."""
+    collect_orphans(groups_dir, note)
+    killed = kill_recorded_groups(groups_dir, orphans_only=True)
+    collect_orphans(groups_dir, note)
+    return Reaped(killed, unrecorded(groups_dir))
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from nacl.signing import SigningKey
 
-from horus import keys
 from horus.errors import ConfigError
+from horus.trust import keys
 
 
 def mode(path: Path) -> int:

@@ -11,9 +11,9 @@ from nacl.signing import SigningKey
 
 from horus.errors import ConfigError, NotAllowed
 from horus.job import MAX_TIMEOUT, Job, parse_job
-from horus.keys import public_text
-from horus.policy import Grant, Policy, PolicyFile, hijacks, parse, starter
-from horus.signing import sign, verify
+from horus.trust.keys import public_text
+from horus.trust.policy import Grant, Policy, PolicyFile, hijacks, parse, starter
+from horus.trust.signing import sign, verify
 
 KEY_A, KEY_B, KEY_C, KEY_D = (SigningKey(bytes([n]) * 32) for n in (11, 12, 13, 14))
 A, B, C, D = (public_text(k) for k in (KEY_A, KEY_B, KEY_C, KEY_D))

@@ -1,4 +1,4 @@
-"""run_process with real /bin/sh processes: outcomes, deadlines, cancel, output, stdin, the
+"""The launcher with real /bin/sh processes: outcomes, deadlines, cancel, output, stdin, the
 group marker it leaves while a job runs, and the go line a job waits for."""
 
 from __future__ import annotations
@@ -13,10 +13,51 @@ from pathlib import Path
 
 import pytest
 
-from horus.groups import start_time
+from horus.execution.launcher import AttemptLauncher
 from horus.job import JobStatus
-from horus.process import DIE_WITH_WORKER, GO, Outcome, _die_with_me, run_process
+from horus.proc.groups import start_time
+from horus.proc.keeper import DIE_WITH_WORKER, GO
+from horus.proc.keeper import wrap as _die_with_me
+from horus.runner import Outcome
 from tests.harness import pid_alive
+
+
+class Polled:
+    """A stop flag that asks ``cancelled`` each time the launcher looks."""
+
+    def __init__(self, cancelled: Callable[[], bool]) -> None:
+        self.cancelled = cancelled
+
+    def is_set(self) -> bool:
+        return self.cancelled()
+
+
+def run_process(
+    argv: list[str],
+    *,
+    env: dict[str, str],
+    cwd: Path,
+    deadline: float,
+    cancelled: Callable[[], bool],
+    output_cap: int,
+    stdin: bytes | None = None,
+    groups_dir: Path | None = None,
+    label: str = "job 1",
+    scratch: Path | None = None,
+) -> Outcome:
+    """Run ``argv`` through the worker's launcher, with no job store."""
+    job_id, _, attempt = label.partition(" ")
+    launcher = AttemptLauncher(
+        job_id,
+        int(attempt),
+        None,
+        Polled(cancelled),
+        groups_dir=groups_dir,
+        scratch=scratch,
+        output_cap=output_cap,
+    )
+    return launcher.run(argv, env=env, cwd=cwd, deadline=deadline, stdin=stdin)
+
 
 ENV = {"PATH": "/usr/bin:/bin"}
 
@@ -189,7 +230,8 @@ def test_the_group_marker_exists_while_running_and_is_gone_after(tmp_path: Path)
     assert outcome.status is JobStatus.COMPLETED
     assert seen, "the process ended before the first cancel check"
     assert list(seen[0]) == [pid]
-    leader_started, owner, owner_started, adopter = seen[0][pid].split()
+    leader_started, owner, owner_started, adopter, *label = seen[0][pid].split()
+    assert label == ["job", "1"]
     assert leader_started.isdigit()  # the leader's start time, in clock ticks
     assert (int(owner), owner_started) == (os.getpid(), start_time(os.getpid()))
     assert int(adopter) == os.getppid()  # who adopts the job should this process die
@@ -267,7 +309,7 @@ def test_a_job_whose_worker_process_is_not_its_parent_never_starts(tmp_path: Pat
 WORKER = """
 import os, subprocess, sys, time
 from pathlib import Path
-from horus.process import GO, _die_with_me
+from horus.proc.keeper import GO, wrap as _die_with_me
 groups = Path(sys.argv[1])
 keeper = subprocess.Popen(
     _die_with_me(["/bin/sh", "-c", sys.argv[2]], groups),

@@ -11,9 +11,8 @@ import pytest
 from horus import registry
 from horus.errors import InvalidJob, UnknownRunner
 from horus.job import Job, JobStatus
-from horus.process import Outcome
 from horus.registry import GROUP, Registry, installed, validate
-from horus.runner import RunContext, Runner
+from horus.runner import Outcome, RunContext, Runner
 
 MODULE = __name__
 

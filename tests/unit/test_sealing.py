@@ -11,8 +11,8 @@ from nacl.public import SealedBox
 from nacl.signing import SigningKey
 
 from horus.errors import NotAllowed
-from horus.keys import public_text
-from horus.sealing import MASK, REDACT_MIN, redact, seal, unseal
+from horus.trust.keys import public_text
+from horus.trust.sealing import MASK, REDACT_MIN, redact, seal, unseal
 from tests.strategies import clean
 
 WORKER = SigningKey(bytes([7]) * 32)

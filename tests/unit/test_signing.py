@@ -15,8 +15,8 @@ from nacl.signing import SigningKey
 from horus import jsontext
 from horus.errors import InvalidJob, NotAllowed
 from horus.job import MAX_SEALED_CHARS, MAX_SIGNATURES, Job, Signature, parse_job
-from horus.keys import public_text
-from horus.signing import (
+from horus.trust.keys import public_text
+from horus.trust.signing import (
     CLOCK_SKEW,
     DEFAULT_VALIDITY,
     CancelRequest,

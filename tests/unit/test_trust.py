@@ -11,13 +11,15 @@ from pathlib import Path
 import pytest
 from nacl.signing import SigningKey
 
-from horus import config, keys
+from horus import config
 from horus.config import Settings
 from horus.errors import ConfigError, NotAllowed
 from horus.job import Job, Signature, parse_job
-from horus.policy import parse
-from horus.signing import CancelRequest, sign
-from horus.trust import Gate, init, signing_keys
+from horus.trust import keys
+from horus.trust.bootstrap import init
+from horus.trust.gate import Gate, signing_keys
+from horus.trust.policy import parse
+from horus.trust.signing import CancelRequest, sign
 
 STRANGER = SigningKey(bytes([21]) * 32)
 CANCELLER = SigningKey(bytes([22]) * 32)

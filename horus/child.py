@@ -1,0 +1,74 @@
+"""The child interpreter of :meth:`horus.runner.RunContext.call` (the python runner's, and any
+runner's library call): reads the call from stdin, writes the JSON result. Run by path with
+``python -I``, it imports nothing but the standard library.
+
+Prints of the called function go to stderr; stdout carries only the result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import json
+import os
+import sys
+import traceback
+from typing import Any
+
+
+def call(target: str, params: dict[str, Any]) -> Any:
+    """Import ``module:attr.path`` and call it with ``params``; await it if it is async."""
+    module_name, _, attr_path = target.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in attr_path.split("."):
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise TypeError(f"{target} is not callable")
+    result = obj(**params)
+    if inspect.isawaitable(result):
+        result = asyncio.run(_wait(result))
+    return result
+
+
+async def _wait(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def _print_user_traceback(exc: BaseException) -> None:
+    """The traceback from the job's own code on: Horus's frames are left out."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    traceback.print_exception(type(exc), exc, tb)
+
+
+def main() -> int:
+    """Run the requested call; exit 0 on success, 1 on any error (traceback on stderr)."""
+    request = json.loads(sys.stdin.buffer.read())
+    sys.path[:0] = [p for p in request["sys_path"] if p not in sys.path]
+    result_stream = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    try:
+        result = call(request["target"], request["params"])
+        text = json.dumps(result, allow_nan=False)
+    except TypeError as exc:
+        if "JSON serializable" in str(exc):
+            print(
+                f"the return value is not JSON: {exc}; return dicts, lists, str, numbers",
+                file=sys.stderr,
+            )
+        else:
+            _print_user_traceback(exc)
+        return 1
+    except BaseException as exc:
+        _print_user_traceback(exc)
+        return 1
+    result_stream.write(text)
+    result_stream.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

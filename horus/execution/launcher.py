@@ -1,0 +1,106 @@
+"""The worker's side of the runner contract's :class:`~horus.runner.Launcher`: a job's
+processes run under their keeper in a recorded process group (:mod:`horus.proc`), stop at
+the job's deadline or when its guard says so, and have their exit noted on the job's record
+the moment they exit, before they are reaped."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from horus.errors import HorusError
+from horus.execution import orphans
+from horus.job import JobStatus
+from horus.proc.launch import Flag, Launch, Ran
+from horus.proc.watch import Tee
+from horus.runner import OUTPUT_CAP, Outcome
+from horus.store.lifecycle import Lifecycle
+
+log = logging.getLogger(__name__)
+TIMEOUT_HINT = "raise --timeout if it needs longer"
+
+
+def outcome_of(ran: Ran) -> Outcome:
+    """The runner's outcome of a process that ran: exit 0 completed, any other failed,
+    stopped at the deadline timeout, stopped by its flag cancelled."""
+    error = ran.error
+    if ran.stopped == "timeout":
+        error = f"{error or ''}\n[horus: killed at the job's timeout; {TIMEOUT_HINT}]"
+    elif ran.stopped == "cancelled":
+        error = (error or "") + "\n[horus: cancelled while running]"
+    if ran.stopped == "timeout":
+        status = JobStatus.TIMEOUT
+    elif ran.stopped == "cancelled":
+        status = JobStatus.CANCELLED
+    else:
+        status = JobStatus.COMPLETED if ran.exit_code == 0 else JobStatus.FAILED
+    return Outcome(
+        status=status,
+        output=ran.output,
+        error=error.lstrip("\n") if error else None,
+        exit_code=ran.exit_code,
+        output_truncated=ran.truncated,
+    )
+
+
+class AttemptLauncher:
+    """Runs the processes of one attempt of one job."""
+
+    def __init__(
+        self,
+        job_id: str,
+        attempt: int,
+        lifecycle: Lifecycle | None,
+        stop: Flag,
+        *,
+        groups_dir: Path | None = None,
+        scratch: Path | None = None,
+        tee: Tee | None = None,
+        output_cap: int = OUTPUT_CAP,
+    ) -> None:
+        self.job_id = job_id
+        self.attempt = attempt
+        self.lifecycle = lifecycle
+        self.stop = stop
+        self.groups_dir = groups_dir
+        self.scratch = scratch
+        self.tee = tee
+        self.output_cap = output_cap
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        env: dict[str, str],
+        cwd: Path,
+        deadline: float,
+        stdin: bytes | None,
+    ) -> Outcome:
+        """Run ``argv`` to its end, its deadline or its stop."""
+        launch = Launch(
+            argv,
+            env=env,
+            cwd=cwd,
+            output_cap=self.output_cap,
+            stdin=stdin,
+            groups_dir=self.groups_dir,
+            label=orphans.label(self.job_id, self.attempt),
+            scratch=self.scratch,
+            tee=self.tee,
+        )
+        try:
+            code = launch.wait(deadline, self.stop)
+            if code is not None:
+                self._note(code)  # before reaping: see horus.execution.orphans
+        finally:
+            ran = launch.finish()
+        return outcome_of(ran)
+
+    def _note(self, code: int) -> None:
+        if self.lifecycle is None:
+            return
+        try:
+            self.lifecycle.note_exit(self.job_id, self.attempt, code)
+        except HorusError as exc:  # only a help to the sweeper should this worker die now
+            log.warning("job %s: could not note its exit: %s", self.job_id, exc)

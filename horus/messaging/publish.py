@@ -1,0 +1,45 @@
+"""Sending a job's message: the one place that knows the shape of a Horus task message.
+
+The client publishes new jobs; the worker publishes a job again for a retry due at once,
+the sweeper for a due retry, a recovered attempt or a vanished message, and a stopping
+worker for the jobs it hands back. Every message carries the whole signed job as JSON text.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu.exceptions import OperationalError
+
+from horus.config import redact
+from horus.errors import BrokerUnavailable
+from horus.job import Job
+from horus.routing import queue_for, task_for
+
+#: seconds the worker's hard time limit exceeds a job's own timeout (a backstop only: more
+#: than a worker spends recording an attempt's end through a store outage)
+HARD_LIMIT_MARGIN = 120
+
+
+def publish(app: Celery, job: Job) -> None:
+    """Publish ``job`` to its runner's queue; :class:`BrokerUnavailable` if it cannot."""
+    summary = f"runner={job.runner_id} payload={job.payload[:80]!r}"
+    try:
+        app.send_task(
+            task_for(job.runner_id),
+            args=[job.model_dump_json()],
+            task_id=job.id,
+            queue=queue_for(job.runner_id),
+            routing_key=queue_for(job.runner_id),
+            argsrepr=summary,
+            kwargsrepr="{}",
+            time_limit=job.timeout + HARD_LIMIT_MARGIN,
+            retry=True,
+            retry_policy={
+                "max_retries": 2,
+                "interval_start": 0.2,
+                "interval_step": 0.5,
+                "interval_max": 1,
+            },
+        )
+    except OperationalError as exc:
+        raise BrokerUnavailable(redact(str(app.conf.broker_url)), str(exc)) from None

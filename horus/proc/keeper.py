@@ -1,0 +1,74 @@
+"""A job's keeper: the small ``/bin/sh`` between the worker process and the job, the leader
+of the job's process group.
+
+It runs under util-linux ``setpriv --pdeathsig``, which arms the death signal
+(PR_SET_PDEATHSIG) so that the keeper hears at once when the worker process that started it
+dies. It waits for the go line its worker process writes on stdin once the group is recorded
+(so a reaper knows the group of every job that started), and stops there should that
+process die first: the line never comes, or the keeper has another parent and may have
+missed the death signal. It runs the job as its child (with the rest of stdin; a job
+killed by signal N exits 128 + N, as in a shell) and, when the job exits (a trap that
+interrupts ``wait`` only makes it wait again), writes its exit status to
+``exit-<group id>`` in the groups directory before it exits itself: should the worker die
+before recording that exit, whoever reaps the group (the sweeper, the worker's main
+process) still learns that the job ran to its end. When the worker process dies (SIGUSR2)
+it kills the job at once, so that the job never goes on to its effects while it is
+recovered elsewhere. SIGTERM (a timeout, a cancel) reaches the job through the group; the
+keeper waits.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+#: what the keeper runs under: setpriv arms the death signal, then execs the keeper
+DIE_WITH_WORKER = ["setpriv", "--pdeathsig", "USR2", "--"] if shutil.which("setpriv") else []
+SCRIPT = """\
+read -r go && [ "$go" = go ] && [ "$PPID" = "$HORUS_PARENT" ] || exit 137
+unset HORUS_PARENT
+d=$1; shift
+trap 'i=1' TERM
+trap 'i=1; dead=1; kill -9 "$c" 2>/dev/null' USR2
+exec 3<&0
+{ exec "$@"; } <&3 3<&- & c=$!
+exec 3<&-
+[ -z "$dead" ] || kill -9 "$c"
+i=1
+while [ -n "$i" ]; do i=; wait "$c" 2>/dev/null; s=$?; done
+[ -z "$d" ] || echo "$s" 2>/dev/null > "$d/exit-$$"
+exit "$s"
+"""
+#: the line that lets a job past the keeper's first check; the job's own stdin follows it
+GO = b"go\n"
+#: the variable that tells the keeper which process must be its parent
+PARENT_ENV = "HORUS_PARENT"
+
+
+@cache
+def _default_signals() -> list[str]:
+    """What gives the job SIGINT and SIGQUIT back (a shell starts a background child with
+    both ignored): GNU env's --default-signal, where this env has it."""
+    argv = ["env", "--default-signal=INT,QUIT", "--"]
+    try:
+        works = subprocess.run([*argv, "true"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        works = False
+    if not works:
+        log.warning("env has no --default-signal: jobs start with SIGINT and SIGQUIT ignored")
+    return argv if works else []
+
+
+def wrap(argv: Sequence[str], groups_dir: Path | None) -> list[str]:
+    """``argv`` run by a keeper (unchanged where setpriv is missing)."""
+    if not DIE_WITH_WORKER:
+        return list(argv)
+    where = str(groups_dir) if groups_dir is not None else ""
+    keeper = [*DIE_WITH_WORKER, "/bin/sh", "-c", SCRIPT, "horus-job", where]
+    return [*keeper, *_default_signals(), *argv]

@@ -1,0 +1,124 @@
+"""Launching a job's process in its own process group, under its keeper, with a deadline, a
+stop flag and an output cap; whatever happens, the whole group (grandchildren included) is
+gone afterwards.
+
+:class:`Launch` is a handle with three steps, so that nothing here calls back up: start it,
+:meth:`Launch.wait` until the process exits, the deadline passes or the ``stop`` flag is
+set (its caller records an exit at once, before anything else), then :meth:`Launch.finish`
+ends the group, reaps it and hands back what it wrote.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+from horus.proc import keeper
+from horus.proc.groups import exit_file, kill_group, peek_exit, write_marker
+from horus.proc.watch import Tee, Watch
+
+#: seconds between two looks at the stop flag while a process runs
+CANCEL_POLL = 0.5
+#: seconds to read output left in the pipes once the job's group is gone
+DRAIN_LIMIT = 5.0
+
+Stopped = Literal["timeout", "cancelled"]
+
+
+class Flag(Protocol):
+    """What tells a running process to stop (a :class:`threading.Event` is one)."""
+
+    def is_set(self) -> bool:
+        """True once the process must stop."""
+
+
+@dataclass(frozen=True)
+class Ran:
+    """How a launched process ended and what it wrote."""
+
+    exit_code: int | None
+    #: why it was stopped, if it was
+    stopped: Stopped | None
+    output: str
+    error: str | None
+    truncated: bool
+
+
+class Launch:
+    """One started process group: wait for it, then finish it."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        env: dict[str, str],
+        cwd: Path,
+        output_cap: int,
+        stdin: bytes | None = None,
+        groups_dir: Path | None = None,
+        label: str = "",
+        scratch: Path | None = None,
+        tee: Tee | None = None,
+    ) -> None:
+        """Start ``argv``. With ``groups_dir``, its process group is recorded there while it
+        runs (see :mod:`horus.proc.groups`) with ``label`` and ``scratch``, a directory of
+        the attempt's own that a reaper removes should this process die first. What it
+        writes goes to ``tee`` as it comes, and its first ``output_cap`` bytes are kept."""
+        kept = bool(keeper.DIE_WITH_WORKER)
+        self.groups_dir = groups_dir
+        self.proc = subprocess.Popen(
+            keeper.wrap(argv, groups_dir),
+            env={**env, keeper.PARENT_ENV: str(os.getpid())} if kept else env,
+            cwd=cwd,
+            stdin=subprocess.PIPE if stdin is not None or kept else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        self.marker = (
+            write_marker(groups_dir, self.proc.pid, label, scratch) if groups_dir else None
+        )
+        self.watch = Watch(
+            self.proc, keeper.GO + (stdin or b"") if kept else stdin, output_cap, tee
+        )
+        self.stopped: Stopped | None = None
+
+    def wait(self, deadline: float, stop: Flag) -> int | None:
+        """Serve the process until it exits (its exit code, the process not yet reaped), its
+        ``deadline`` (monotonic) passes or ``stop`` is set (None; :attr:`stopped` says why)."""
+        while True:
+            left = deadline - time.monotonic()
+            if self.watch.until_exit(max(0.0, min(left, CANCEL_POLL))):
+                return peek_exit(self.proc.pid)
+            if time.monotonic() >= deadline:
+                self.stopped = "timeout"
+                return None
+            if stop.is_set():
+                self.stopped = "cancelled"
+                return None
+
+    def finish(self) -> Ran:
+        """End what is left of the group, reap it, read the rest of its output."""
+        try:
+            kill_group(self.proc.pid, self.proc)
+            self.proc.wait()
+            self.watch.drain(DRAIN_LIMIT)
+        finally:
+            self.watch.close()
+            if self.groups_dir is not None:
+                exit_file(self.groups_dir, self.proc.pid).unlink(missing_ok=True)
+            if self.marker is not None:
+                self.marker.unlink(missing_ok=True)
+        out, err = self.watch.out, self.watch.err
+        return Ran(
+            exit_code=self.proc.returncode,
+            stopped=self.stopped,
+            output=out.text(),
+            error=err.text() or None,
+            truncated=out.truncated or err.truncated,
+        )

@@ -1,0 +1,101 @@
+"""The python runner, run in this process as a worker would run it: its payload check and
+real calls in a child interpreter."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from horus import InvalidJob, JobStatus, parse_job
+from horus.registry import installed, validate
+from horus.testing import run_locally
+
+FIXTURES = "pyrunner_fixtures"
+
+
+def check(payload: str) -> None:
+    validate(installed().get("python"), parse_job({"runner_id": "python", "payload": payload}))
+
+
+@pytest.mark.parametrize(
+    "payload", [f"{FIXTURES}:add", "pkg.mod:func", "mod:Class.method", "  pkg.mod:func\n"]
+)
+def test_python_accepts_a_callable_path(payload: str) -> None:
+    check(payload)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "print('hi')",
+        "pkg.mod.func",
+        "pkg.mod:",
+        ":func",
+        "pkg mod:func",
+        "1pkg:func",
+        "pkg.mod:func()",
+        "import os; os.system('x'):f",
+    ],
+)
+def test_python_refuses_a_payload_that_is_not_a_callable_path(payload: str) -> None:
+    with pytest.raises(InvalidJob, match=r"is not a callable path; write package\.module:function"):
+        check(payload)
+
+
+def test_python_calls_the_function_with_params_and_returns_its_json(tmp_path: Path) -> None:
+    outcome = run_locally("python", f"{FIXTURES}:add", tmp_path, params={"a": 1, "b": 2})
+    assert outcome.status is JobStatus.COMPLETED, outcome.error
+    assert json.loads(outcome.output) == {"sum": 3}
+    assert outcome.error is not None
+    assert "adding 1 2" in outcome.error  # prints go to the error stream
+
+
+def test_python_awaits_an_async_function(tmp_path: Path) -> None:
+    outcome = run_locally("python", f"{FIXTURES}:run", tmp_path)
+    assert outcome.status is JobStatus.COMPLETED, outcome.error
+    assert json.loads(outcome.output) == {"status": "success", "rows_processed": 3}
+
+
+def test_python_reports_an_exception_with_its_traceback(tmp_path: Path) -> None:
+    outcome = run_locally("python", f"{FIXTURES}:explode", tmp_path, params={"message": "kaboom"})
+    assert outcome.status is JobStatus.FAILED
+    assert outcome.exit_code == 1
+    assert outcome.output == ""
+    assert outcome.error is not None
+    assert "RuntimeError: kaboom" in outcome.error
+    assert "Traceback" in outcome.error
+
+
+def test_python_refuses_a_return_value_that_is_not_json(tmp_path: Path) -> None:
+    outcome = run_locally("python", f"{FIXTURES}:not_json", tmp_path)
+    assert outcome.status is JobStatus.FAILED
+    assert outcome.error is not None
+    assert "the return value is not JSON" in outcome.error
+
+
+def test_python_reports_a_module_that_does_not_exist(tmp_path: Path) -> None:
+    outcome = run_locally("python", "no_such_module_here:func", tmp_path)
+    assert outcome.status is JobStatus.FAILED
+    assert outcome.error is not None
+    assert "No module named 'no_such_module_here'" in outcome.error
+
+
+def test_python_job_sees_its_env_vars(tmp_path: Path) -> None:
+    outcome = run_locally(
+        "python", f"{FIXTURES}:environment", tmp_path, env_vars={"GREETING": "hi"}
+    )
+    assert outcome.status is JobStatus.COMPLETED, outcome.error
+    env = json.loads(outcome.output)
+    assert env["GREETING"] == "hi"
+    assert env["HORUS_RUNNER_ID"] == "python"
+
+
+def test_python_job_is_stopped_at_its_deadline(tmp_path: Path) -> None:
+    """Takes about 2 s: the deadline plus the kill grace."""
+    start = time.monotonic()
+    outcome = run_locally("python", "asyncio:sleep", tmp_path, params={"delay": 30}, timeout=1)
+    assert outcome.status is JobStatus.TIMEOUT
+    assert time.monotonic() - start < 6

@@ -1,4 +1,5 @@
-"""The raw-Celery side of the benchmark: the same settings, a plain subprocess task."""
+"""The raw-Celery side of the benchmark: the same settings, a plain subprocess task, its
+results stored in Celery's result backend on the same Redis."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from celery import Celery
 
 app = Celery("raw")
 app.config_from_object("celeryconfig")
+# Plain Celery stores its results in its result backend (Horus keeps them in its records).
+app.conf.update(result_backend=app.conf.broker_url, task_ignore_result=False)
 
 
 @app.task(name="raw.run_true")

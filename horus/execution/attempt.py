@@ -245,6 +245,7 @@ def _run(
         groups_dir=ctx.settings.groups_dir,
         scratch=workdir,
         tee=output,
+        runner_id=job.runner_id,
     )
     try:
         return admission.runner.run(

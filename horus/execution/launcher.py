@@ -58,8 +58,10 @@ class AttemptLauncher:
         scratch: Path | None = None,
         tee: Tee | None = None,
         output_cap: int = OUTPUT_CAP,
+        runner_id: str = "",
     ) -> None:
         self.job_id = job_id
+        self.runner_id = runner_id
         self.attempt = attempt
         self.lifecycle = lifecycle
         self.stop = stop
@@ -101,6 +103,6 @@ class AttemptLauncher:
         if self.lifecycle is None:
             return
         try:
-            self.lifecycle.note_exit(self.job_id, self.attempt, code)
+            self.lifecycle.note_exit(self.job_id, self.attempt, code, self.runner_id)
         except HorusError as exc:  # only a help to the sweeper should this worker die now
             log.warning("job %s: could not note its exit: %s", self.job_id, exc)

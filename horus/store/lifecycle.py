@@ -155,10 +155,13 @@ class Lifecycle:
         """Extend the lease of ``attempt``; False once the attempt no longer owns the job."""
         return bool(self._call("renew", job_id, job_id, attempt, lease_until))
 
-    def note_exit(self, job_id: str, attempt: int, code: int) -> bool:
+    def note_exit(self, job_id: str, attempt: int, code: int, runner_id: str = "") -> bool:
         """Note at once that ``attempt``'s process exited with ``code``: should the worker
         die before it records the result, the sweeper knows the job ran to its end."""
-        return bool(self._call("exited", job_id, job_id, attempt, code))
+        noted = bool(self._call("exited", job_id, job_id, attempt, code))
+        if noted:
+            self.bus.emit("exited", job_id, runner_id, attempt, exit_code=code)
+        return noted
 
     def end(
         self,

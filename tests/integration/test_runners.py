@@ -12,7 +12,7 @@ from horus.client import Client
 from horus.errors import InvalidJob, UnknownRunner
 from horus.job import Job, JobStatus
 from horus.runner import OUTPUT_CAP
-from horus.store import workers
+from horus.store import keys, workers
 from tests.conftest import WORKER_SECRET
 from tests.harness import PLUGINS, WorkerProcess, pid_alive, wait_until
 
@@ -94,6 +94,19 @@ def test_shell_output_is_capped_and_the_truncation_is_marked(
     assert result.output_truncated
     assert result.output.startswith("a" * OUTPUT_CAP)
     assert "output truncated, 5000 more bytes dropped" in result.output
+
+
+def test_random_bytes_on_stdout_keep_the_cap_in_bytes_as_stored(
+    client: Client, workers: dict[str, WorkerProcess]
+) -> None:
+    """Bytes that are not UTF-8 become U+FFFD (three bytes) and control characters JSON
+    escapes (up to six): the cap still holds for what the store keeps."""
+    script = "head -c 20000000 /dev/urandom"
+    result = client.run_job_and_await_result(shell(client, script), timeout=60)
+    assert result.status is JobStatus.COMPLETED
+    assert result.output_truncated
+    stored = client.store.redis.hget(keys.job(result.job_id), "result") or ""
+    assert len(stored.encode()) < OUTPUT_CAP + 4096
 
 
 def test_python_job_calls_the_function_with_params_and_returns_its_json(

@@ -150,6 +150,20 @@ def test_the_guard_stops_an_attempt_once_another_attempt_runs_the_job(
         watch.close()
 
 
+def test_the_guard_stops_an_attempt_whose_job_no_longer_runs(
+    store: Store, life: Lifecycle, runner_id: str
+) -> None:
+    job = created(life, runner_id)
+    started(life, job)
+    watch = guard(store, life, job, 1)
+    try:
+        handed_back(life, job, 1)  # pending again, still at attempt 1
+        assert stops_within(watch, 3.0)
+        assert watch.lost.is_set()
+    finally:
+        watch.close()
+
+
 def test_the_guard_lets_the_attempt_that_owns_the_job_run(
     store: Store, life: Lifecycle, runner_id: str
 ) -> None:

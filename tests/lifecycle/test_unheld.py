@@ -161,3 +161,17 @@ def test_close_of_a_job_with_no_record_says_missing_and_makes_none(
     reply = life.close(job.id, runner_id, JobStatus.CANCELLED, {}, "cancelled", REQUEST)
     assert reply == ("missing", None)
     assert not store.redis.exists(keys.job(job.id))
+
+
+def test_a_published_message_drops_the_retry_it_served_and_keeps_a_newer_one(
+    store: Store, life: Lifecycle, runner_id: str
+) -> None:
+    job = created(life, runner_id)
+    started(life, job)
+    due = time.time() + 60
+    handed_back(life, job, 1, due=due)
+    life.published(job.id, due - 30)  # a message of the retry before: this one still waits
+    assert store.redis.zscore(keys.RETRIES, job.id) == pytest.approx(due)
+    life.published(job.id, due)
+    assert store.redis.zscore(keys.RETRIES, job.id) is None
+    assert store.redis.zscore(keys.QUEUED, job.id) == pytest.approx(due)

@@ -34,4 +34,4 @@ def test_no_job_is_lost_or_runs_its_effect_twice_under_faults(broker: str) -> No
     assert {row.split()[0] for row in rows} == faults
     assert all(" lost 0 " in row and " duplicated 0 " in row for row in rows), done.stdout
     poison = next(row for row in rows if row.startswith("poison"))
-    assert "poison: failed after 3 tries" in poison
+    assert "poison: failed after 3 attempts" in poison  # lost attempts are not tries

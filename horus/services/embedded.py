@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from horus.errors import ConfigError
 
@@ -34,11 +36,17 @@ def server_binary() -> Path:
 
 
 def answers(socket_path: Path) -> bool:
-    """True if a Redis answers on ``socket_path``."""
+    """True if a Redis answers on ``socket_path`` (asked once: redis-py's default retries
+    with backoff would make every "not yet" take seconds)."""
+    client = redis.Redis(
+        unix_socket_path=str(socket_path), socket_timeout=1, retry=Retry(NoBackoff(), 0)
+    )
     try:
-        return bool(redis.Redis(unix_socket_path=str(socket_path), socket_timeout=1).ping())
+        return bool(client.ping())
     except (redis.ConnectionError, redis.TimeoutError, OSError):
         return False
+    finally:
+        client.close()
 
 
 class EmbeddedRedis:

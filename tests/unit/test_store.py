@@ -1,6 +1,6 @@
 """The job store on a real (embedded) Redis: records, status changes, indexes, workers.
 
-The rules of each lifecycle script are held in ``test_lifecycle.py``."""
+The rules of each lifecycle script are held in ``tests/lifecycle/``."""
 
 from __future__ import annotations
 

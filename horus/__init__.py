@@ -20,6 +20,7 @@ from horus.errors import (
     JobStateError,
     NotAllowed,
     RunnerContractError,
+    ServiceFailed,
     UnknownRunner,
 )
 from horus.job import Job, JobBuilder, JobResult, JobStatus, Signature, parse_job
@@ -50,6 +51,7 @@ __all__ = [
     "RunContext",
     "Runner",
     "RunnerContractError",
+    "ServiceFailed",
     "Signature",
     "UnknownRunner",
     "parse_job",

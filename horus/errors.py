@@ -94,6 +94,11 @@ class RunnerContractError(HorusError):
     """A runner plugin that does not keep the runner contract."""
 
 
+class ServiceFailed(HorusError):
+    """A service of ``horus up`` (Redis, a worker, the sweeper, Flower) could not start or
+    kept exiting; the platform stopped."""
+
+
 class JobNotFound(HorusError):
     """No record exists for a job id."""
 

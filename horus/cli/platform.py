@@ -1,4 +1,5 @@
-"""Commands that run the platform: up, flower, worker, sweeper, runners, schema."""
+"""Commands that run the platform: up, down, flower, worker, sweeper, runners, schema,
+metrics."""
 
 from __future__ import annotations
 
@@ -12,13 +13,15 @@ import click
 from prometheus_client import generate_latest
 
 from horus import config, registry
+from horus.cli.console import show
 from horus.cli.group import Command, cli
 from horus.client import Client
 from horus.execution import boot
 from horus.job import Job, JobResult
 from horus.messaging.app import make_app
+from horus.services import pidfile
 from horus.services.metrics import registry_for
-from horus.services.supervisor import Platform, run_flower
+from horus.services.supervisor import HANDBACK_MARGIN, METRICS_PORT, Platform, run_flower
 from horus.services.sweeper import Sweeper
 from horus.store import workers
 from horus.store.lifecycle import Lifecycle
@@ -52,10 +55,39 @@ def flower_options(prefix: str = "") -> Callable[[Command], Command]:
     help="Jobs each runner's worker runs at once.",
 )
 @flower_options("flower-")
-def up(concurrency: int, flower_address: str, flower_port: int) -> None:
+@click.option(
+    "--metrics-port",
+    default=METRICS_PORT,
+    show_default=True,
+    help="Loopback port the Prometheus metrics are served on (0: do not serve them).",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No line per job start and end.")
+def up(
+    concurrency: int, flower_address: str, flower_port: int, metrics_port: int, quiet: bool
+) -> None:
     """Start the platform in the foreground: Redis (embedded unless HORUS_BROKER_URL is
-    set), a worker for every installed runner, and Flower. Ctrl-C stops all of it."""
-    Platform(config.load(), concurrency, flower_address, flower_port).run()
+    set), a worker for every installed runner, the sweeper, Flower and the metrics. Prints
+    a line per job start and end. Ctrl-C, SIGTERM or `horus down` stops all of it."""
+    show("horus.platform")
+    settings = config.load()
+    Platform(settings, concurrency, (flower_address, flower_port), metrics_port, quiet).run()
+
+
+@cli.command()
+@click.option(
+    "--timeout",
+    type=float,
+    help="Seconds to wait for it to stop (default: the workers' shutdown grace + 30).",
+)
+def down(timeout: float | None) -> None:
+    """Stop the `horus up` of this HORUS_HOME, and wait until everything it ran is gone."""
+    settings = config.load()
+    wait = timeout if timeout is not None else settings.timing.shutdown_grace + HANDBACK_MARGIN + 30
+    pid = pidfile.stop(settings.home, wait)
+    if pid is None:
+        click.echo(f"Horus is not up with HORUS_HOME={settings.home}.", err=True)
+        return
+    click.echo(f"Horus stopped (pid {pid}).")
 
 
 @cli.command()

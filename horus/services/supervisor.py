@@ -1,38 +1,57 @@
 """``horus up``: the embedded Redis (when no broker is configured), a worker for every
-installed runner, the sweeper, and Flower, run in the foreground and stopped together.
+installed runner, the sweeper, Flower and the metrics endpoint, run in the foreground and
+stopped together.
 
 Children run in their own sessions so that Ctrl-C reaches only this process, which then
 stops them in order: workers first (they finish or hand back their jobs), then Flower, then
-Redis, and finally any job process group a dead worker left behind.
+Redis, and finally any job process group a dead worker left behind. A service that exits
+at its start, or keeps exiting, stops the platform with :class:`ServiceFailed`.
+
+This module prints nothing: what it has to say goes to the ``horus.platform`` logger, at
+INFO for the banner and the job feed, at WARNING for restarts; the CLI shows it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ipaddress
+import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import click
+import redis
+from prometheus_client import start_http_server
 
 from horus import config, registry
 from horus.config import Settings, redact
-from horus.errors import ConfigError
+from horus.errors import ConfigError, HorusError, ServiceFailed
 from horus.messaging.app import make_app
 from horus.proc.groups import kill_recorded_groups
+from horus.services import pidfile
 from horus.services.embedded import EmbeddedRedis
+from horus.services.metrics import registry_for
+from horus.store import feed, workers
+from horus.store.records import Store
 from horus.trust import bootstrap
+
+log = logging.getLogger("horus.platform")
 
 #: seconds a worker gets, beyond its shutdown grace, to hand back its jobs and exit
 HANDBACK_MARGIN = 10.0
 #: restarts allowed to a child that keeps dying, within RESTART_WINDOW seconds
 MAX_RESTARTS, RESTART_WINDOW = 5, 60.0
+#: a service that exits within this many seconds of its first start did not start
+STARTUP = 5.0
+#: where ``horus up`` serves the metrics by default (the Prometheus exporter convention)
+METRICS_PORT = 9464
 
 
 def check_flower_login(address: str) -> None:
@@ -60,6 +79,59 @@ def loopback(address: str) -> bool:
         return False
 
 
+def check_port(address: str, port: int, what: str, option: str) -> None:
+    """Refuse a port another process holds, before anything starts."""
+    with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((address, port))
+        except OSError as exc:
+            raise ConfigError(
+                f"{what} cannot listen on {address}:{port} ({exc.strerror}): stop what "
+                f"holds the port, or pick another with {option}"
+            ) from None
+
+
+def last_line(log_file: Path) -> str:
+    """The last non-empty line of a log file, for a one-line cause."""
+    try:
+        with log_file.open("rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 8192))
+            lines = [x.strip() for x in f.read().decode(errors="replace").splitlines()]
+    except OSError:
+        return "no log"
+    return next((x for x in reversed(lines) if x), "nothing logged")
+
+
+@dataclass
+class Restarts:
+    """The restart budget of one service."""
+
+    name: str
+    log: Path
+    first_start: float = 0.0
+    times: list[float] = field(default_factory=list)
+
+    def started(self) -> None:
+        """Note a start; the first one opens the start-up window."""
+        if not self.first_start:
+            self.first_start = time.monotonic()
+
+    def exited(self, code: int | None) -> None:
+        """Note an exit: raise :class:`ServiceFailed` if it failed to start or keeps exiting,
+        else warn that it is restarted."""
+        now = time.monotonic()
+        cause = f"{last_line(self.log)} (log: {self.log})"
+        if not self.times and now - self.first_start < STARTUP:
+            raise ServiceFailed(f"{self.name} exited at start with code {code}: {cause}")
+        self.times = [t for t in self.times if now - t < RESTART_WINDOW] + [now]
+        if len(self.times) > MAX_RESTARTS:
+            raise ServiceFailed(
+                f"{self.name} exited {len(self.times)} times in {RESTART_WINDOW:g} s: {cause}"
+            )
+        log.warning("horus: %s exited (code %s); restarting", self.name, code)
+
+
 @dataclass
 class Child:
     """One supervised process."""
@@ -68,7 +140,10 @@ class Child:
     argv: list[str]
     log: Path
     proc: subprocess.Popen[bytes] | None = None
-    restarts: list[float] = field(default_factory=list)
+    restarts: Restarts = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.restarts = Restarts(self.name, self.log)
 
     def start(self, env: dict[str, str]) -> None:
         """Start (or restart) the process, appending its output to its log file."""
@@ -82,11 +157,17 @@ class Child:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
+        self.restarts.started()
+
+    def exited(self) -> int | None:
+        """The exit code if the process has exited, else None."""
+        return None if self.proc is None else self.proc.poll()
 
     def signal(self, sig: int) -> None:
-        """Send ``sig`` to the child's whole process group."""
-        if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
+        """Send ``sig`` to the child's whole process group, the leader gone or not (a
+        group's id is not reused while any process is left in it)."""
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.proc.pid, sig)
 
     def stop(self, grace: float) -> None:
@@ -106,33 +187,45 @@ class Platform:
     """Everything ``horus up`` runs."""
 
     def __init__(
-        self, settings: Settings, concurrency: int, flower_address: str, flower_port: int
+        self,
+        settings: Settings,
+        concurrency: int,
+        flower: tuple[str, int] = ("127.0.0.1", 5555),
+        metrics_port: int = METRICS_PORT,
+        quiet: bool = False,
     ) -> None:
-        check_flower_login(flower_address)
+        check_flower_login(flower[0])
         self.settings = settings
+        self.quiet = quiet
+        self.metrics_port = metrics_port
         self.stopping = threading.Event()
         self.redis = (
             EmbeddedRedis(settings.home, settings.embedded_socket)
             if settings.uses_embedded
             else None
         )
+        self.redis_restarts = Restarts("the embedded Redis", settings.home / "redis.log")
         logs = settings.home / "logs"
         horus = [sys.executable, "-m", "horus"]
         self.workers = [
             Child(
-                f"worker:{name}",
+                f"the {name} worker",
                 [*horus, "worker", "--runner", name, "--concurrency", str(concurrency)],
                 logs / f"worker-{name}.log",
             )
             for name in sorted(registry.installed().runners)
         ]
-        self.sweeper = Child("sweeper", [*horus, "sweeper"], logs / "sweeper.log")
+        self.sweeper = Child("the sweeper", [*horus, "sweeper"], logs / "sweeper.log")
+        address, port = flower
+        self.flower_address = (address, port)
         self.flower = Child(
-            "flower",
-            [*horus, "flower", f"--address={flower_address}", f"--port={flower_port}"],
+            "Flower",
+            [*horus, "flower", f"--address={address}", f"--port={port}"],
             logs / "flower.log",
         )
-        self.flower_url = f"http://{flower_address}:{flower_port}"
+        self.flower_url = f"http://{address}:{port}"
+        self._metrics: Any = None
+        self._threads: list[threading.Thread] = []
 
     @property
     def children(self) -> list[Child]:
@@ -140,22 +233,57 @@ class Platform:
         return [*self.workers, self.sweeper, self.flower]
 
     def run(self) -> None:
-        """Start everything, keep it running until SIGINT/SIGTERM, then stop it all."""
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        """Start everything, keep it running until SIGINT/SIGTERM/SIGHUP, then stop it all.
+        Raises :class:`ServiceFailed` (after stopping the rest) when a service fails."""
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, lambda *_: self.stopping.set())
-        env = dict(os.environ)
-        for line in bootstrap.init(self.settings):  # first run: a key the CLI signs with
-            click.echo(f"horus: {line}")
+        home = self.settings.home
+        pidfile.claim(home)  # refuses a second `horus up` of this HORUS_HOME
         try:
-            if self.redis is not None:
-                self.redis.start()
-            for child in self.children:
-                child.start(env)
-            self._banner()
-            while not self.stopping.wait(0.5):
-                self._revive(env)
+            check_port(*self.flower_address, "Flower", "--flower-port")
+            if self.metrics_port:
+                check_port("127.0.0.1", self.metrics_port, "The metrics endpoint", "--metrics-port")
+            for line in bootstrap.init(self.settings):  # first run: a key the CLI signs with
+                log.info("horus: %s", line)
+            env = dict(os.environ)
+            try:
+                if self.redis is not None:
+                    self.redis.start()
+                    self.redis_restarts.started()
+                for child in self.children:
+                    child.start(env)
+                self._serve()
+                self._banner()
+                while not self.stopping.wait(0.5):
+                    self._revive(env)
+            finally:
+                self.stop()
         finally:
-            self.stop()
+            pidfile.release(home)
+
+    def _serve(self) -> None:
+        """Serve the metrics and follow the job feed, each on a thread of its own."""
+        store = Store(self.settings)
+        if self.metrics_port:
+            runners = set(registry.installed().runners)
+            with contextlib.suppress(HorusError, redis.RedisError):
+                runners |= workers.served(store)
+            self._metrics = start_http_server(
+                self.metrics_port, addr="127.0.0.1", registry=registry_for(store, runners)
+            )
+        if not self.quiet:
+            thread = threading.Thread(target=self._feed, args=(store,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _feed(self, store: Store) -> None:
+        """Log a line per job start and end, riding out store outages."""
+        while not self.stopping.is_set():
+            try:
+                for line in feed.follow(store, self.stopping):
+                    log.info("%s", job_line(line))
+            except (HorusError, redis.RedisError, OSError):
+                self.stopping.wait(1.0)
 
     def _banner(self) -> None:
         where = (
@@ -163,32 +291,35 @@ class Platform:
             if self.redis is not None
             else redact(self.settings.broker_url)
         )
-        runners = ", ".join(w.name.split(":", 1)[1] for w in self.workers) or "none"
-        click.echo(f"Horus is up: broker {where}")
-        click.echo(f"  workers for runners: {runners}")
-        click.echo(f"  sweeper: recovers jobs of dead workers (log: {self.sweeper.log})")
-        click.echo(f"  Flower: {self.flower_url}")
-        click.echo(f"  logs: {self.settings.home / 'logs'}")
-        click.echo("Press Ctrl-C to stop.")
+        runners = ", ".join(w.name.split()[1] for w in self.workers) or "none"
+        log.info("Horus is up: broker %s", where)
+        log.info("  workers for runners: %s", runners)
+        log.info("  sweeper: recovers jobs of dead workers (log: %s)", self.sweeper.log)
+        log.info("  Flower: %s", self.flower_url)
+        if self.metrics_port:
+            log.info("  metrics: http://127.0.0.1:%d/metrics", self.metrics_port)
+        log.info("  logs: %s", self.settings.home / "logs")
+        log.info("Press Ctrl-C to stop (or run `horus down`).")
 
     def _revive(self, env: dict[str, str]) -> None:
+        """Restart what exited; raise :class:`ServiceFailed` for what cannot stay up."""
+        if self.redis is not None and self.redis.proc is not None:
+            code = self.redis.proc.poll()
+            if code is not None and not self.stopping.is_set():
+                self.redis_restarts.exited(code)
+                self.redis.start()
+                self.redis_restarts.started()
         for child in self.children:
-            if child.proc is None or child.proc.poll() is None or self.stopping.is_set():
+            code = child.exited()
+            if code is None or self.stopping.is_set():
                 continue
-            now = time.monotonic()
-            child.restarts = [t for t in child.restarts if now - t < RESTART_WINDOW] + [now]
-            if len(child.restarts) > MAX_RESTARTS:
-                click.echo(f"horus: {child.name} keeps exiting; see {child.log}", err=True)
-                self.stopping.set()
-                return
-            click.echo(
-                f"horus: {child.name} exited ({child.proc.returncode}); restarting", err=True
-            )
+            child.restarts.exited(code)
             child.start(env)
 
     def stop(self) -> None:
         """Stop workers, then Flower, then Redis; end any job group left behind."""
-        click.echo("Stopping Horus...")
+        self.stopping.set()
+        log.info("Stopping Horus...")
         grace = self.settings.timing.shutdown_grace + HANDBACK_MARGIN
         threads = [threading.Thread(target=w.stop, args=(grace,)) for w in self.workers]
         for t in threads:
@@ -198,6 +329,31 @@ class Platform:
         self.sweeper.stop(5.0)
         self.flower.stop(5.0)
         kill_recorded_groups(self.settings.groups_dir)
+        for thread in self._threads:
+            thread.join(2.0)
+        if self._metrics is not None:
+            server, thread = self._metrics
+            server.shutdown()
+            server.server_close()
+            thread.join(2.0)
         if self.redis is not None:
             self.redis.stop()
-        click.echo("Horus stopped.")
+        log.info("Horus stopped.")
+
+
+def job_line(line: dict[str, Any]) -> str:
+    """One job start or end as ``horus up`` prints it: time, id, runner, status, and the
+    attempt (on a start) or the duration (on an end)."""
+    status = str(line.get("status", ""))
+    ending = line.get("ending")
+    if ending and ending != status:
+        status = f"{status} ({ending})"
+    if line.get("status") == "running":
+        status, tail = "started", f"attempt {line.get('attempt')}"
+    elif isinstance(line.get("duration"), (int, float)):
+        tail = f"{line['duration']:.2f} s"
+    else:
+        tail = ""
+    return (
+        f"{time.strftime('%H:%M:%S')}  {line.get('id')}  {line.get('runner')}  {status}  {tail}"
+    ).rstrip()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -46,6 +47,7 @@ class Up:
     env: dict[str, str]
     port: int
     home: Path
+    metrics_port: int
 
     def horus(self, *args: str) -> subprocess.CompletedProcess[str]:
         return run_horus(*args, env=self.env)
@@ -56,9 +58,17 @@ def up() -> Iterator[Up]:
     """`horus up` in its own HORUS_HOME: its own embedded Redis, workers and Flower."""
     home = Path(tempfile.mkdtemp(prefix="horus-up-", dir="/tmp"))
     env = {**os.environ, "HORUS_HOME": str(home)}
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     proc = subprocess.Popen(
-        horus_cmd("up", "--flower-port", str(port), "--concurrency", "1"),
+        horus_cmd(
+            "up",
+            "--flower-port",
+            str(port),
+            "--metrics-port",
+            str(metrics_port),
+            "--concurrency",
+            "1",
+        ),
         env=env,
         cwd=REPO,
         stdout=subprocess.PIPE,
@@ -66,7 +76,7 @@ def up() -> Iterator[Up]:
         text=True,
         start_new_session=True,
     )
-    handle = Up(proc, env, port, home)
+    handle = Up(proc, env, port, home, metrics_port)
     try:
         assert wait_until(
             lambda: (
@@ -84,6 +94,60 @@ def up() -> Iterator[Up]:
     finally:
         end_group(proc, grace=40)
         shutil.rmtree(home, ignore_errors=True)
+
+
+COUNT = "for i in 1 2 3; do echo $i; sleep 1; done"
+
+
+def timed_lines(argv: list[str], env: dict[str, str]) -> list[tuple[float, str]]:
+    """The stdout lines of a command, each with the time it arrived."""
+    proc = subprocess.Popen(argv, env=env, cwd=REPO, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    lines = [(time.monotonic(), line.rstrip("\n")) for line in proc.stdout]
+    assert proc.wait(30) == 0
+    return lines
+
+
+def test_wait_and_logs_follow_show_the_output_as_the_job_writes_it(up: Up) -> None:
+    """The issue's check: 1, 2 and 3 arrive a second apart, through `enqueue --wait` and
+    through `horus logs -f ID` in a second terminal."""
+    started = subprocess.Popen(
+        horus_cmd("enqueue", "shell", COUNT, "--wait"),
+        env=up.env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert started.stdout is not None
+    assert started.stderr is not None
+    job_id = started.stderr.readline().strip()  # the id comes first, on stderr
+    follower = timed_lines(horus_cmd("logs", "-f", job_id), up.env)
+    waited = [(time.monotonic(), line.rstrip("\n")) for line in started.stdout]
+    assert started.wait(30) == 0
+    for lines in (follower, waited):
+        assert [text for _, text in lines] == ["1", "2", "3"]
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(follower)]
+    assert all(0.5 < gap < 2.0 for gap in gaps), gaps
+    # Afterwards, `horus logs` prints what the job wrote and exits.
+    assert up.horus("logs", job_id).stdout == "1\n2\n3\n"
+
+
+def test_metrics_endpoint_counts_jobs_under_their_runner_and_status(up: Up) -> None:
+    assert up.horus("enqueue", "shell", "true", "--wait").returncode == 0
+    assert up.horus("enqueue", "shell", "sleep 5", "--timeout", "1", "--wait").returncode == 3
+
+    def scrape() -> str:
+        url = f"http://127.0.0.1:{up.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            return str(reply.read().decode())
+
+    text = scrape()
+    assert 'horus_jobs_total{runner="shell",status="completed"}' in text
+    assert 'horus_jobs_total{runner="shell",status="timeout"}' in text
+    assert "horus_metrics_store_up 1.0" in text
+    # `horus metrics` prints the same counts once.
+    assert 'horus_jobs_total{runner="shell",status="timeout"}' in up.horus("metrics").stdout
 
 
 def test_horus_up_runs_jobs_shows_them_in_flower_and_stops_leaving_nothing(up: Up) -> None:
@@ -115,6 +179,11 @@ def test_horus_up_runs_jobs_shows_them_in_flower_and_stops_leaving_nothing(up: U
     output, _ = up.proc.communicate(timeout=60)
     assert up.proc.returncode == 0, output
     assert "Horus stopped." in output
+    # It printed a line for each job's start and end, with its id, runner and status.
+    ended = [line for line in output.splitlines() if result["job_id"] in line]
+    assert any(" shell  started  attempt 1" in line for line in ended), output
+    assert any(" shell  failed  " in line for line in ended), output
+    assert not (up.home / "run" / "up.pid").exists()
     assert not answers(up.home / "redis.sock")
     # Every child of `horus up` (Redis, workers, pool processes, Flower) is gone.
     assert [p for p in pids if pid_alive(p)] == []

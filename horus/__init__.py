@@ -1,7 +1,8 @@
 """Horus: a job platform on Celery. This module is the public API; runner authors import
 only from it::
 
-    from horus import Client, Job, JobResult, JobStatus, Outcome, Record, RunContext, Runner
+    from horus import Example, JobStatus, Outcome, RunContext, Runner  # a runner
+    from horus import Client, Job, JobResult, Record  # a client
 
 Importing it builds no Celery app and reads no environment: a :class:`Client` does that when
 it is made, from :func:`horus.config.load`.
@@ -24,7 +25,7 @@ from horus.errors import (
     UnknownRunner,
 )
 from horus.job import Job, JobBuilder, JobResult, JobStatus, Signature, parse_job
-from horus.runner import NoConfig, NoParams, Outcome, OutputSink, RunContext, Runner
+from horus.runner import Example, NoConfig, NoParams, Outcome, OutputSink, RunContext, Runner
 from horus.store.output import Chunk
 from horus.store.records import Record
 
@@ -33,6 +34,7 @@ __all__ = [
     "Chunk",
     "Client",
     "ConfigError",
+    "Example",
     "HorusError",
     "InvalidJob",
     "Job",

@@ -20,6 +20,17 @@ return. Through the :class:`RunContext` a runner
 - makes a library call (:meth:`RunContext.call`, a SQL query, a blob copy) with the same
   deadline, cancel and worker-death guarantees: it runs in a child interpreter of its own;
 - writes live output (:attr:`RunContext.output`), secrets masked at the source.
+
+The contract suite (:func:`horus.testing.check_runner`, and ``tests/contract/`` over every
+installed runner) runs the jobs a runner describes as :class:`Example` class attributes:
+
+- ``example`` (required): a quick job that ends ``completed``; its output, if it has
+  any, is also written live to ``ctx.output``;
+- ``slow_example`` (for a runner whose jobs can run long): a job that runs until it is
+  stopped; with a 1 s timeout it must end ``timeout``, and a cancel must end it
+  ``cancelled``;
+- ``invalid_example`` (for a runner whose ``validate`` refuses some payloads): a job
+  ``validate`` refuses with ``ValueError``.
 """
 
 from __future__ import annotations
@@ -52,6 +63,14 @@ class Outcome:
     error: str | None = None
     exit_code: int | None = None
     output_truncated: bool = False
+
+
+@dataclass(frozen=True)
+class Example:
+    """A job a runner describes for the contract suite: its payload and params."""
+
+    payload: str
+    params: Mapping[str, Any] = field(default_factory=dict)
 
 
 class NoParams(BaseModel):
@@ -192,6 +211,12 @@ class Runner(ABC):
     Params: ClassVar[type[BaseModel]] = NoParams
     #: the runner's own configuration (a ``[NAME]`` table of the worker's runners.toml)
     Config: ClassVar[type[BaseModel]] = NoConfig
+    #: a quick job that completes (the contract suite runs it)
+    example: ClassVar[Example | None] = None
+    #: a job that runs until stopped, if the runner's jobs can run long (timeout, cancel)
+    slow_example: ClassVar[Example | None] = None
+    #: a job ``validate`` refuses, if it refuses any
+    invalid_example: ClassVar[Example | None] = None
 
     def validate(self, payload: str, params: Any) -> None:
         """Raise ``ValueError`` naming the problem and the fix if the job cannot run;

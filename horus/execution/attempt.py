@@ -96,12 +96,13 @@ def _drop(
     ctx: WorkerContext, job: Job, reason: str, kind: str, signers: tuple[str, ...]
 ) -> Delivered:
     """A delivery that must not run and must change nothing (another attempt owns the job,
-    or it already ended)."""
+    or it already ended). The message of a job cancelled before it started is reported as
+    cancelled, so that Flower shows the task revoked rather than started for ever."""
     log.info("job %s not run: %s", job.id, reason)
     ctx.lifecycle.bus.emit(
         "refused", job.id, job.runner_id, reason=reason, kind=kind, signers=signers
     )
-    return Delivered("dropped", reason=reason)
+    return Delivered("cancelled" if kind == "cancelled" else "dropped", reason=reason)
 
 
 def _start(

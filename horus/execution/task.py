@@ -6,7 +6,7 @@ ended, in words a person reads:
 - failed, timed out: the task fails with :class:`~horus.errors.JobFailed`, whose text is
   the job's status, exit code and last error line;
 - to run again: the task is marked for retry (Horus, not Celery, sends the next attempt);
-- cancelled: the task is revoked;
+- cancelled (while it ran, or before it started): the task is revoked;
 - dropped (a replay, an attempt that lost its job): nothing more is reported.
 
 Celery keeps no result (``task_ignore_result``): the job record is the result.

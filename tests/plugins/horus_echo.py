@@ -1,11 +1,22 @@
-"""A third-party runner, installed only through this folder's dist-info entry point."""
+"""A third-party runner, installed only through this folder's dist-info entry point.
+
+It is written as an author outside this repository writes one: it imports only from the
+public API, ``horus``, and keeps contract version 2 (``tests/contract`` checks it).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from pydantic import BaseModel, ConfigDict, Field
 
-from horus.job import JobStatus
-from horus.runner import Outcome, RunContext, Runner
+from horus import Example, JobStatus, NoParams, Outcome, RunContext, Runner
+
+
+class EchoParams(BaseModel):
+    """The echo runner's parameters."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    repeat: int = Field(1, ge=1, le=100, description="how many times to echo the payload")
 
 
 class EchoRunner(Runner):
@@ -13,13 +24,18 @@ class EchoRunner(Runner):
 
     name = "echo"
     description = "third-party test runner: returns the payload reversed"
+    Params = EchoParams
+    example = Example("olleh", {"repeat": 2})
 
-    def validate(self, payload: str, params: dict[str, Any]) -> None:
+    def validate(self, payload: str, params: EchoParams) -> None:
         """Anything goes."""
 
     def run(self, ctx: RunContext) -> Outcome:
-        """Reverse the payload."""
-        return Outcome(status=JobStatus.COMPLETED, output=ctx.job.payload[::-1], exit_code=0)
+        """Reverse the payload, writing it live as well."""
+        assert isinstance(ctx.params, EchoParams)
+        text = ctx.job.payload[::-1] * ctx.params.repeat
+        ctx.output.write("stdout", text.encode("utf-8", "surrogatepass"))
+        return Outcome(status=JobStatus.COMPLETED, output=text, exit_code=0)
 
 
 class ChaosRunner(Runner):
@@ -27,8 +43,10 @@ class ChaosRunner(Runner):
 
     name = "chaos"
     description = "third-party test runner: /bin/sh -c PAYLOAD on the horus.chaos queue"
+    example = Example("echo chaos")
+    slow_example = Example("sleep 30")
 
-    def validate(self, payload: str, params: dict[str, Any]) -> None:
+    def validate(self, payload: str, params: NoParams) -> None:
         """Anything goes."""
 
     def run(self, ctx: RunContext) -> Outcome:

@@ -3,13 +3,14 @@ it builds nothing and reads no environment."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 
 import horus
 from tests.harness import REPO
 
-CONTRACT = {"Runner", "RunContext", "Outcome", "OutputSink", "NoParams", "NoConfig"}
+CONTRACT = {"Runner", "RunContext", "Outcome", "OutputSink", "NoParams", "NoConfig", "Example"}
 CLIENT = {"Client", "Job", "JobBuilder", "JobResult", "JobStatus", "Record", "Signature"}
 
 
@@ -52,3 +53,17 @@ def test_importing_horus_builds_no_celery_app_and_reads_the_environment_only_whe
         [sys.executable, "-c", PROBE], cwd=REPO, capture_output=True, text=True, timeout=60
     )
     assert done.stdout == "ok\n", done.stderr
+
+
+def test_runners_written_against_the_public_api_import_only_from_horus() -> None:
+    """The first-party runners and the third-party test runner import nothing of Horus's
+    internals: what a runner author needs is in `horus`."""
+    sources = [*REPO.glob("runners/*/horus_*/*.py"), REPO / "tests/plugins/horus_echo.py"]
+    assert len(sources) >= 3
+    for source in sources:
+        for node in ast.walk(ast.parse(source.read_text(), str(source))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert not node.module.startswith("horus."), f"{source}: from {node.module}"
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    assert not alias.name.startswith("horus."), f"{source}: import {alias.name}"

@@ -12,7 +12,7 @@ import re
 
 from pydantic import BaseModel, ConfigDict
 
-from horus import Outcome, RunContext, Runner
+from horus import Example, Outcome, RunContext, Runner
 
 TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
@@ -31,6 +31,9 @@ class PythonRunner(Runner):
         "calls package.module:function(**params), sync or async; output is its JSON return"
     )
     Params = PythonParams
+    example = Example("json:loads", {"s": "[1, 2, 3]"})
+    slow_example = Example("signal:pause")
+    invalid_example = Example("print('hi')")
 
     def validate(self, payload: str, params: PythonParams) -> None:
         """The payload must look like ``package.module:function``."""

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from horus import Outcome, RunContext, Runner
+from horus import Example, Outcome, RunContext, Runner
 
 SHELLS = {"sh": "/bin/sh", "bash": "/bin/bash"}
 
@@ -28,6 +28,9 @@ class ShellRunner(Runner):
     name = "shell"
     description = "runs the payload as a shell script (param: shell=sh|bash)"
     Params = ShellParams
+    example = Example("echo hello")
+    slow_example = Example("sleep 30")
+    invalid_example = Example("  \n")
 
     def validate(self, payload: str, params: ShellParams) -> None:
         """The script must hold a command."""

@@ -9,7 +9,7 @@ import pytest
 from pydantic import BaseModel
 
 from horus import Example, JobStatus, Outcome, RunContext, Runner
-from horus.testing import (
+from horus.testing.contract import (
     ContractViolation,
     NotApplicable,
     check_cancel_honoured,

@@ -1,40 +1,26 @@
-"""For runner authors' tests: run a runner on a job in this process, as a worker would but
-with no broker, store or worker (its processes still get a process group, the job's
-deadline and environment), and check a runner keeps the contract::
-
-    from horus.testing import check_runner, run_locally
-    outcome = run_locally("echo", "hello", params={...})
-    check_runner(EchoRunner)  # ContractViolation listing every broken rule
-
-The contract checks (:data:`CHECKS`) are what the platform relies on from every runner;
-``tests/contract/`` applies them to every installed runner, and :func:`check_runner` (or
-``python -m horus.testing [NAME ...]``) applies them to one. A check raises
-:class:`ContractViolation` saying what to fix, or :class:`NotApplicable` when the runner
-does not declare what it needs (a runner with no ``slow_example`` is not checked for its
-timeout).
-"""
+"""The contract checks (:data:`CHECKS`): what the platform relies on from every runner.
+A check raises :class:`ContractViolation` saying what to fix, or :class:`NotApplicable` when
+the runner does not declare what it needs (a runner with no ``slow_example`` is not checked
+for its timeout)."""
 
 from __future__ import annotations
 
 import inspect
 import json
 import re
-import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
 from importlib.metadata import EntryPoint, entry_points
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
 from horus import registry
 from horus.errors import HorusError, InvalidJob
-from horus.execution.launcher import AttemptLauncher
 from horus.job import RUNNER_PATTERN, Job, JobStatus, parse_job
-from horus.runner import DISCARD, Example, Outcome, OutputSink, RunContext, Runner
+from horus.runner import DISCARD, Example, Outcome, OutputSink, Runner
+from horus.testing.local import RecordingSink, run_locally
 
 #: how a job may end
 TERMINAL = frozenset(
@@ -46,52 +32,6 @@ UNDECLARED = "horus_contract_undeclared"
 ODD_PAYLOADS = (" ", "\x00", "\n\n", "é" * 2000, "{}", "[]", "a:b", "$(true)", "\udcff")
 #: seconds a run may take past its timeout or cancel before the check gives up on it
 GRACE = 10.0
-
-
-def run_locally(
-    runner: Runner | str,
-    payload: str,
-    workdir: Path | None = None,
-    output: OutputSink = DISCARD,
-    cancel: threading.Event | None = None,
-    **fields: Any,
-) -> Outcome:
-    """Validate a job for ``runner`` (an installed runner's name, or a runner) as the client
-    and the worker do, then run it; ``fields`` are the job's other fields (``params``,
-    ``timeout``, ``env_vars``...). Setting ``cancel`` cancels it."""
-    plugin = registry.installed().get(runner) if isinstance(runner, str) else runner
-    job = parse_job({"runner_id": plugin.name, "payload": payload, **fields})
-    params = registry.validate(plugin, job)
-    stop = cancel or threading.Event()
-    with tempfile.TemporaryDirectory(prefix="horus-local-") as scratch:
-        ctx = RunContext(
-            job=job,
-            workdir=workdir or Path(scratch),
-            deadline=time.monotonic() + job.timeout,
-            launcher=AttemptLauncher(job.id, 1, None, stop, tee=output),
-            params=params,
-            config=plugin.Config(),
-            output=output,
-        )
-        return plugin.run(ctx)
-
-
-class RecordingSink:
-    """An output sink that keeps what a runner wrote, by stream."""
-
-    def __init__(self) -> None:
-        self.chunks: list[tuple[str, bytes]] = []
-        self._lock = threading.Lock()
-
-    def write(self, stream: str, data: bytes) -> None:
-        """Keep ``data``."""
-        with self._lock:
-            self.chunks.append((stream, bytes(data)))
-
-    def text(self, stream: str = "stdout") -> str:
-        """What was written to ``stream``, decoded."""
-        with self._lock:
-            return b"".join(d for s, d in self.chunks if s == stream).decode("utf-8", "replace")
 
 
 class ContractViolation(AssertionError):
@@ -399,32 +339,3 @@ def check_runner(runner: type[Runner] | Runner) -> Mapping[str, str]:
     if failed:
         raise ContractViolation("\n".join(failed))
     return skipped
-
-
-def main(argv: list[str]) -> int:
-    """``python -m horus.testing [NAME ...]``: check the installed runners named (all if
-    none); exit 1 if any breaks the contract."""
-    installed = registry.installed()
-    names = argv or sorted({*installed.runners, *installed.broken})
-    status = 0
-    for name in names:
-        if name in installed.broken:
-            print(f"{name}: FAILED\n  {installed.broken[name]}")
-            status = 1
-            continue
-        try:
-            skipped = check_runner(installed.get(name))
-        except HorusError as exc:
-            print(f"{name}: {exc}")
-            status = 1
-        except ContractViolation as exc:
-            print(f"{name}: FAILED\n  " + str(exc).replace("\n", "\n  "))
-            status = 1
-        else:
-            notes = "".join(f"\n  not applicable: {c}: {why}" for c, why in skipped.items())
-            print(f"{name}: keeps the contract{notes}")
-    return status
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -10,6 +10,7 @@ record.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -21,6 +22,9 @@ from horus.store.records import Store
 STREAM_CAP = 1024 * 1024
 #: seconds a follower blocks on the stream before it looks at the record again
 FOLLOW_BLOCK = 1.0
+#: jobs whose byte counts a process keeps (a pool process runs one job at a time; the
+#: oldest counts go first, so a job that ended elsewhere, handed back or lost, cannot leak)
+TRACKED = 64
 
 
 @dataclass(frozen=True)
@@ -37,20 +41,23 @@ class OutputStream(Subscriber):
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._written: dict[str, int] = {}
+        self._written: OrderedDict[str, int] = OrderedDict()
 
     def output(self, event: Event) -> None:
         """Append one chunk (the part that fits; a mark once the cap is reached)."""
         written = self._written.get(event.job_id, 0)
-        if written >= STREAM_CAP:
-            return
+        if written > STREAM_CAP:
+            return  # cut already, and the stream says so
         data = str(event.get("data", ""))
         size = len(data.encode())
         if written + size > STREAM_CAP:
             data = data.encode()[: STREAM_CAP - written].decode(errors="ignore")
             data += "\n[horus: live output truncated; the result keeps its own copy]\n"
-            size = STREAM_CAP
+            size = STREAM_CAP + 1 - written  # past the cap: nothing more is kept
         self._written[event.job_id] = written + size
+        self._written.move_to_end(event.job_id)
+        while len(self._written) > TRACKED:
+            self._written.popitem(last=False)
         self._append(
             event.job_id,
             {"stream": event.get("stream", "stdout"), "attempt": str(event.attempt), "data": data},

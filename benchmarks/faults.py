@@ -41,9 +41,17 @@ TIMING = {
     "HORUS_REPUBLISH_AFTER": "15",
     "HORUS_SHUTDOWN_GRACE": "2",
 }
-FAULTS = ["pool-kill", "worker-kill", "broker-restart", "proxy-drop", "visibility", "poison"]
+FAULTS = [
+    "pool-kill",
+    "worker-kill",
+    "broker-restart",
+    "store-kill",
+    "proxy-drop",
+    "visibility",
+    "poison",
+]
 #: faults that need the broker to be the embedded Redis (killed, or with a visibility timeout)
-REDIS_ONLY = {"broker-restart", "visibility"}
+REDIS_ONLY = {"broker-restart", "store-kill", "visibility"}
 FULL_JOBS = {"pool-kill": 2000, "worker-kill": 1000}
 
 

@@ -61,6 +61,9 @@ class Platform:
         self.ledger = home / "ledger"
         self.kills: list[float] = []
         self.rng = random.Random(7)
+        #: when the store is killed: a moment of its own each run, told in the report
+        self.seed = int(os.environ.get("HORUS_FAULT_SEED") or time.time_ns() % 2**32)
+        self.moments = random.Random(self.seed)
         self.submitted: list[str] = []
         self.done_submitting = threading.Event()
 
@@ -169,7 +172,7 @@ class Platform:
         os.killpg(self.redis.proc.pid, signal.SIGKILL)
         self.redis.proc.wait(10)
         self.kills.append(time.time())
-        time.sleep(self.rng.uniform(0.0, 1.0))  # someone notices, and stops the platform
+        time.sleep(self.moments.uniform(0.0, 1.0))  # someone notices, and stops the platform
         grace = self.settings.timing.shutdown_grace + HANDBACK_MARGIN
         stopping = [
             threading.Thread(target=end_group, args=(w.proc, grace))
@@ -201,7 +204,7 @@ class Platform:
                 self.restart_broker()
         elif fault == "store-kill":  # at random moments while jobs run
             for _ in range(1 if short else 4):
-                if stop.wait(self.rng.uniform(1.0, 5.0)) or self.done():
+                if stop.wait(self.moments.uniform(1.0, 5.0)) or self.done():
                     return
                 self.kill_store_and_restart()
         elif fault == "proxy-drop":
@@ -234,6 +237,8 @@ class Platform:
             stop.set()
             injector.join()
         records = self.records()
+        if fault == "store-kill":
+            note = f"  seed {self.seed} (HORUS_FAULT_SEED)"
         if poison:
             bad_record = records[next(iter(poison))]
             note = (

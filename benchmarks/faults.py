@@ -50,9 +50,10 @@ FAULTS = [
     "visibility",
     "poison",
 ]
-#: faults that need the broker to be the embedded Redis (killed, or with a visibility timeout)
-REDIS_ONLY = {"broker-restart", "store-kill", "visibility"}
-FULL_JOBS = {"pool-kill": 2000, "worker-kill": 1000}
+#: faults that need the broker to be the embedded Redis (killed, or with a visibility timeout);
+#: store-kill kills only the job store, the embedded Redis whatever the broker
+REDIS_ONLY = {"broker-restart", "visibility"}
+FULL_JOBS = {"pool-kill": 2000, "worker-kill": 1000, "store-kill": 600}
 
 
 # -- the driver: one child process per fault -----------------------------------------------

@@ -387,15 +387,15 @@ MUTATIONS: tuple[Mutation, ...] = (
     M(
         "an exit stays on disk until the record has it",
         "horus/execution/launcher.py",
-        "ran = launch.finish(forget=noted)",
+        "ran = launch.finish(forget=accounted)",
         "ran = launch.finish()",
         STORE_AWAY,
     ),
     M(
-        "an exit stays on disk when its worker process is stopped while it notes it",
+        "an exit stays on disk when its worker process is stopped before it is noted",
         "horus/execution/launcher.py",
-        "noted = False  # should this process be stopped while it notes the exit",
-        "pass",
+        "        accounted = False\n",
+        "        accounted = True\n",
         STORE_AWAY,
     ),
     M(

@@ -117,14 +117,16 @@ class AttemptLauncher:
             scratch=self.scratch,
             tee=self.tee,
         )
-        noted = True
+        # The exit the keeper writes to disk goes only once it is accounted for: noted on
+        # the record, or the process stopped here (timeout, cancel). Should this process be
+        # stopped meanwhile (SIGTERM raises SystemExit in a pool process), it stays.
+        accounted = False
         try:
             code = launch.wait(deadline, self.stop)
-            if code is not None:  # noted before reaping: see horus.execution.orphans
-                noted = False  # should this process be stopped while it notes the exit
-                noted = self._note(code)
+            # noted before reaping: see horus.execution.orphans
+            accounted = code is None or self._note(code)
         finally:
-            ran = launch.finish(forget=noted)
+            ran = launch.finish(forget=accounted)
         return outcome_of(ran)
 
     def _note(self, code: int) -> bool:

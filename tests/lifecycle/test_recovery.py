@@ -151,6 +151,35 @@ def test_an_exit_made_while_the_store_is_away_is_recorded_after_its_worker_stopp
     assert not any(groups_dir.iterdir())  # and nothing of it is left
 
 
+class BackLifecycle(AwayLifecycle):
+    """A worker process's lifecycle while the store is away for its first two calls."""
+
+    def __init__(self, life: Lifecycle) -> None:
+        self.life, self.calls = life, 0
+
+    def note_exit(self, job_id: str, attempt: int, code: int, runner_id: str = "") -> bool:
+        self.calls += 1
+        if self.calls <= 2:
+            return super().note_exit(job_id, attempt, code, runner_id)
+        return self.life.note_exit(job_id, attempt, code, runner_id)
+
+
+@pytest.mark.skipif(not keeper.DIE_WITH_WORKER, reason="no keeper without setpriv")
+def test_an_exit_made_while_the_store_is_away_is_noted_once_it_is_back(
+    store: Store, life: Lifecycle, runner_id: str, tmp_path: Path
+) -> None:
+    job = created(life, runner_id)
+    started(life, job)
+    groups_dir = tmp_path / "groups"
+    back = BackLifecycle(life)
+    launcher = AttemptLauncher(job.id, 1, back, threading.Event(), groups_dir=groups_dir)
+    argv, env = ["sh", "-c", "exit 0"], dict(os.environ)
+    launcher.run(argv, env=env, cwd=tmp_path, deadline=time.monotonic() + 30, stdin=None)
+    assert back.calls == 3
+    assert store.get(job.id).exited == "1:0"
+    assert not any(groups_dir.iterdir())  # noted: nothing is left on disk
+
+
 # -- a redelivered message ------------------------------------------------------------
 
 

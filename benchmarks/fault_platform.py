@@ -18,7 +18,9 @@ from horus import config
 from horus.client import Client
 from horus.errors import BrokerUnavailable, InvalidJob, JobStateError
 from horus.job import Job, JobStatus
+from horus.proc.groups import kill_recorded_groups
 from horus.services.embedded import EmbeddedRedis
+from horus.services.supervisor import HANDBACK_MARGIN
 from horus.store import keys
 from horus.store.records import Store
 from horus.trust import bootstrap
@@ -53,25 +55,31 @@ class Platform:
         if broker == "rabbitmq":
             self._drop_rabbitmq_queue()
         self.workers = [self._worker() for _ in range(WORKERS)]
-        log = (home / "logs" / "sweeper.log").open("ab")
-        self.sweeper = subprocess.Popen(
-            horus_cmd("sweeper"),
-            env={**os.environ, **worker_env},
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self.sweeper = self._sweeper()
         self.store = Store(self.settings)
         self.client = Client()
         self.ledger = home / "ledger"
         self.kills: list[float] = []
         self.rng = random.Random(7)
+        #: when the store is killed: a moment of its own each run, told in the report
+        self.seed = int(os.environ.get("HORUS_FAULT_SEED") or time.time_ns() % 2**32)
+        self.moments = random.Random(self.seed)
         self.submitted: list[str] = []
         self.done_submitting = threading.Event()
 
     def _worker(self) -> WorkerProcess:
         return WorkerProcess(["shell"], CONCURRENCY, self.worker_env).start(timeout=60)
+
+    def _sweeper(self) -> subprocess.Popen[bytes]:
+        with (self.home / "logs" / "sweeper.log").open("ab") as log:
+            return subprocess.Popen(
+                horus_cmd("sweeper"),
+                env={**os.environ, **self.worker_env},
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     @staticmethod
     def _drop_rabbitmq_queue() -> None:
@@ -155,6 +163,32 @@ class Platform:
         time.sleep(1.0)
         self.redis.start()
 
+    def kill_store_and_restart(self) -> None:
+        """SIGKILL the embedded Redis, then stop and start the platform as ``horus up``
+        would: workers first (they finish or hand back their jobs, within the shutdown grace
+        and the hand-back margin), the sweeper, what is left of the job groups; then Redis
+        from its data directory, the workers and the sweeper again."""
+        assert self.redis.proc is not None
+        os.killpg(self.redis.proc.pid, signal.SIGKILL)
+        self.redis.proc.wait(10)
+        self.kills.append(time.time())
+        time.sleep(self.moments.uniform(0.0, 1.0))  # someone notices, and stops the platform
+        grace = self.settings.timing.shutdown_grace + HANDBACK_MARGIN
+        stopping = [
+            threading.Thread(target=end_group, args=(w.proc, grace))
+            for w in self.workers
+            if w.proc is not None
+        ]
+        for thread in stopping:
+            thread.start()
+        for thread in stopping:
+            thread.join()
+        end_group(self.sweeper, grace=5)
+        kill_recorded_groups(self.settings.groups_dir)
+        self.redis.start()
+        self.workers = [self._worker() for _ in range(WORKERS)]
+        self.sweeper = self._sweeper()
+
     def inject(self, fault: str, short: bool, proxy: Proxy | None, stop: threading.Event) -> None:
         """Inject ``fault`` until ``stop`` is set."""
         if fault == "pool-kill":
@@ -168,6 +202,11 @@ class Platform:
                 pass
             if not stop.is_set():
                 self.restart_broker()
+        elif fault == "store-kill":  # at random moments while jobs run
+            for _ in range(1 if short else 4):
+                if stop.wait(self.moments.uniform(1.0, 5.0)) or self.done():
+                    return
+                self.kill_store_and_restart()
         elif fault == "proxy-drop":
             assert proxy is not None
             while not self.done_submitting.is_set() and not stop.wait(self.rng.uniform(0.2, 0.6)):
@@ -198,6 +237,8 @@ class Platform:
             stop.set()
             injector.join()
         records = self.records()
+        if fault == "store-kill":
+            note = f"  seed {self.seed} (HORUS_FAULT_SEED)"
         if poison:
             bad_record = records[next(iter(poison))]
             note = (
@@ -206,6 +247,11 @@ class Platform:
         return summarize(
             fault, self.broker, records, self.ledger, self.kills, started, poison, note
         )
+
+    def done(self) -> bool:
+        """True once every job submitted so far ended, and no more are to come."""
+        statuses = self.statuses()
+        return self.done_submitting.is_set() and all(s and JobStatus(s).terminal for s in statuses)
 
     def wait_all(self, deadline: float) -> None:
         while time.time() < deadline:

@@ -41,10 +41,19 @@ TIMING = {
     "HORUS_REPUBLISH_AFTER": "15",
     "HORUS_SHUTDOWN_GRACE": "2",
 }
-FAULTS = ["pool-kill", "worker-kill", "broker-restart", "proxy-drop", "visibility", "poison"]
-#: faults that need the broker to be the embedded Redis (killed, or with a visibility timeout)
+FAULTS = [
+    "pool-kill",
+    "worker-kill",
+    "broker-restart",
+    "store-kill",
+    "proxy-drop",
+    "visibility",
+    "poison",
+]
+#: faults that need the broker to be the embedded Redis (killed, or with a visibility timeout);
+#: store-kill kills only the job store, the embedded Redis whatever the broker
 REDIS_ONLY = {"broker-restart", "visibility"}
-FULL_JOBS = {"pool-kill": 2000, "worker-kill": 1000}
+FULL_JOBS = {"pool-kill": 2000, "worker-kill": 1000, "store-kill": 600}
 
 
 # -- the driver: one child process per fault -----------------------------------------------

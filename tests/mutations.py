@@ -35,6 +35,7 @@ RETRY = (f"{LIFECYCLE}test_retry.py",)
 RECOVERY = f"{LIFECYCLE}test_recovery.py"
 SWEEPER = (RECOVERY, "-k", "sweeper")
 GUARD = (RECOVERY, "-k", "guard")
+STORE_AWAY = (RECOVERY, "-k", "store_is_away")
 REDELIVERY = (f"{RECOVERY}::test_a_redelivered_message_of_a_finished_job_never_runs",)
 #: what Redis says of a Lua script that does not compile or run: a broken mutation
 LUA_ERROR = "user_script:"
@@ -382,6 +383,20 @@ MUTATIONS: tuple[Mutation, ...] = (
         " and not reaped.waiting",
         "",
         SWEEPER,
+    ),
+    M(
+        "an exit stays on disk until the record has it",
+        "horus/execution/launcher.py",
+        "ran = launch.finish(forget=accounted)",
+        "ran = launch.finish()",
+        STORE_AWAY,
+    ),
+    M(
+        "an exit stays on disk when its worker process is stopped before it is noted",
+        "horus/execution/launcher.py",
+        "        accounted = False\n",
+        "        accounted = True\n",
+        STORE_AWAY,
     ),
     M(
         "a lost job that had exited 0 completes, never runs again",

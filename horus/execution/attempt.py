@@ -25,7 +25,7 @@ from horus.errors import ConfigError, HorusError, NotAllowed, one_line
 from horus.execution.admission import Admission, Refusal, admit
 from horus.execution.context import WorkerContext
 from horus.execution.guard import Guard
-from horus.execution.launcher import AttemptLauncher
+from horus.execution.launcher import AttemptLauncher, persist
 from horus.execution.output import Output
 from horus.job import Job, JobResult, JobStatus
 from horus.messaging.publish import publish
@@ -37,8 +37,6 @@ from horus.trust import sealing, signing
 from horus.trust.signing import CancelRequest
 
 log = logging.getLogger(__name__)
-#: seconds a worker keeps trying to record how an attempt ended while the store is away
-PERSIST_FOR = 60.0
 
 #: what the task reports: the job completed, failed (for good), will run again, was
 #: cancelled, or this delivery was dropped (a replay, a lost attempt)
@@ -177,20 +175,6 @@ def _judge_cancel(ctx: WorkerContext, job: Job) -> Callable[[str], bool]:
         return True
 
     return judge
-
-
-def _persist(what: str, write: Callable[[], str]) -> str:
-    """Run a store write of an attempt that already ran, through a store outage of up to
-    :data:`PERSIST_FOR` seconds: its outcome must not be lost and the job run again."""
-    end = time.monotonic() + PERSIST_FOR
-    while True:
-        try:
-            return write()
-        except HorusError as exc:
-            if time.monotonic() > end:
-                raise
-            log.warning("%s: the store is away (%s); trying again", what, exc)
-            time.sleep(0.5)
 
 
 def _open_secrets(ctx: WorkerContext, job: Job) -> dict[str, str]:
@@ -355,7 +339,7 @@ def _end(
         if verdict.again
         else {"completed_at": _now().isoformat(), "result": result.model_dump_json()}
     )
-    done = _persist(
+    done = persist(
         f"job {job.id}",
         lambda: ctx.lifecycle.end(
             job,

@@ -1,13 +1,22 @@
 """The worker's side of the runner contract's :class:`~horus.runner.Launcher`: a job's
 processes run under their keeper in a recorded process group (:mod:`horus.proc`), stop at
 the job's deadline or when its guard says so, and have their exit noted on the job's record
-the moment they exit, before they are reaped."""
+the moment they exit, before they are reaped.
+
+The exit a keeper wrote to disk (next to the group's marker) goes only once the record has
+it: while the store is away the note is tried again (:func:`persist`), and should this
+worker process die meanwhile (a platform stopped while its store was down), the marker and
+the exit file are still there for a reaper to record the exit from before any lease is
+taken back (:mod:`horus.execution.orphans`), so a job that ran to its end is not run again.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from horus.errors import HorusError
 from horus.execution import orphans
@@ -19,6 +28,23 @@ from horus.store.lifecycle import Lifecycle
 
 log = logging.getLogger(__name__)
 TIMEOUT_HINT = "raise --timeout if it needs longer"
+#: seconds a worker keeps trying to record how an attempt ended while the store is away
+PERSIST_FOR = 60.0
+T = TypeVar("T")
+
+
+def persist(what: str, write: Callable[[], T]) -> T:
+    """Run a store write of an attempt that already ran, through a store outage of up to
+    :data:`PERSIST_FOR` seconds: its outcome must not be lost and the job run again."""
+    end = time.monotonic() + PERSIST_FOR
+    while True:
+        try:
+            return write()
+        except HorusError as exc:
+            if time.monotonic() > end:
+                raise
+            log.warning("%s: the store is away (%s); trying again", what, exc)
+            time.sleep(0.5)
 
 
 def outcome_of(ran: Ran) -> Outcome:
@@ -91,18 +117,30 @@ class AttemptLauncher:
             scratch=self.scratch,
             tee=self.tee,
         )
+        # The exit the keeper writes to disk goes only once it is accounted for: noted on
+        # the record, or the process stopped here (timeout, cancel). Should this process be
+        # stopped meanwhile (SIGTERM raises SystemExit in a pool process), it stays.
+        accounted = False
         try:
             code = launch.wait(deadline, self.stop)
-            if code is not None:
-                self._note(code)  # before reaping: see horus.execution.orphans
+            # noted before reaping: see horus.execution.orphans
+            accounted = code is None or self._note(code)
         finally:
-            ran = launch.finish()
+            ran = launch.finish(forget=accounted)
         return outcome_of(ran)
 
-    def _note(self, code: int) -> None:
+    def _note(self, code: int) -> bool:
+        """Note the exit on the job's record, through a store outage; False if it could not
+        be (the exit stays on disk for a reaper to record once this process is gone)."""
         if self.lifecycle is None:
-            return
+            return True
+        lifecycle = self.lifecycle
         try:
-            self.lifecycle.note_exit(self.job_id, self.attempt, code, self.runner_id)
-        except HorusError as exc:  # only a help to the sweeper should this worker die now
+            persist(
+                f"job {self.job_id}: its exit",
+                lambda: lifecycle.note_exit(self.job_id, self.attempt, code, self.runner_id),
+            )
+        except HorusError as exc:
             log.warning("job %s: could not note its exit: %s", self.job_id, exc)
+            return False
+        return True

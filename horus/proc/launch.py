@@ -102,17 +102,19 @@ class Launch:
                 self.stopped = "cancelled"
                 return None
 
-    def finish(self) -> Ran:
-        """End what is left of the group, reap it, read the rest of its output."""
+    def finish(self, forget: bool = True) -> Ran:
+        """End what is left of the group, reap it, read the rest of its output. With
+        ``forget`` False (its exit is not recorded yet) the group's marker and exit file
+        stay, for a reaper to record the exit from once this process is gone."""
         try:
             kill_group(self.proc.pid, self.proc)
             self.proc.wait()
             self.watch.drain(DRAIN_LIMIT)
         finally:
             self.watch.close()
-            if self.groups_dir is not None:
+            if forget and self.groups_dir is not None:
                 exit_file(self.groups_dir, self.proc.pid).unlink(missing_ok=True)
-            if self.marker is not None:
+            if forget and self.marker is not None:
                 self.marker.unlink(missing_ok=True)
         out, err = self.watch.out, self.watch.err
         return Ran(

@@ -28,7 +28,7 @@ def test_no_job_is_lost_or_runs_its_effect_twice_under_faults(broker: str) -> No
     )
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     rows = done.stdout.splitlines()
-    faults = {"pool-kill", "worker-kill", "proxy-drop", "poison"}
+    faults = {"pool-kill", "worker-kill", "store-kill", "proxy-drop", "poison"}
     if broker == "redis":
         faults |= {"broker-restart", "visibility"}
     assert {row.split()[0] for row in rows} == faults

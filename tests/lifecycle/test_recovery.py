@@ -4,8 +4,12 @@ stops an attempt whose record no longer shows it running under its number."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import signal
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -14,12 +18,14 @@ from pathlib import Path
 import pytest
 
 from horus.client import Client
+from horus.errors import BrokerUnavailable
 from horus.execution.attempt import deliver
 from horus.execution.context import WorkerContext
 from horus.execution.guard import Guard
+from horus.execution.launcher import AttemptLauncher
 from horus.job import Job, JobStatus
 from horus.messaging.app import make_app
-from horus.proc import groups
+from horus.proc import groups, keeper
 from horus.services.sweeper import Sweeper
 from horus.store.lifecycle import Lifecycle
 from horus.store.records import Store
@@ -94,6 +100,84 @@ def test_the_sweeper_takes_back_an_expired_lease_once_no_exit_waits(
     assert sweeper.sweep().recovered >= 1
     record = store.get(job.id)
     assert (record.status, record.tries, record.lost) == (JobStatus.PENDING, 0, 1)
+
+
+class AwayLifecycle(Lifecycle):
+    """A worker process's lifecycle while the store is away."""
+
+    def __init__(self) -> None:  # no store to reach
+        pass
+
+    def note_exit(self, job_id: str, attempt: int, code: int, runner_id: str = "") -> bool:
+        raise BrokerUnavailable("unix:///away.sock", "Connection refused")
+
+
+def exit_written(groups_dir: Path) -> bool:
+    return any(groups_dir.glob("exit-*"))
+
+
+@pytest.mark.skipif(not keeper.DIE_WITH_WORKER, reason="no keeper without setpriv")
+def test_an_exit_made_while_the_store_is_away_is_recorded_after_its_worker_stopped(
+    store: Store, life: Lifecycle, runner_id: str, sweeper: Sweeper, tmp_path: Path
+) -> None:
+    job = created(life, runner_id)
+    started(life, job, lease_until=time.time() - 5)  # the lease ran out while it was away
+    groups_dir = sweeper.settings.groups_dir
+
+    def worker_process() -> None:  # the job exits 0 while the store is away
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # as a pool process stops
+        try:
+            launcher = AttemptLauncher(
+                job.id, 1, AwayLifecycle(), threading.Event(), groups_dir=groups_dir
+            )
+            argv, env = ["sh", "-c", "exit 0"], dict(os.environ)
+            launcher.run(argv, env=env, cwd=tmp_path, deadline=time.monotonic() + 30, stdin=None)
+        finally:
+            os._exit(0)
+
+    proc = multiprocessing.get_context("fork").Process(target=worker_process)
+    proc.start()
+    end = time.monotonic() + 10
+    while not exit_written(groups_dir) and time.monotonic() < end:
+        time.sleep(0.02)
+    time.sleep(1.0)  # it tries to note the exit meanwhile
+    assert proc.pid is not None
+    os.kill(proc.pid, signal.SIGTERM)  # the platform stops, the store still away
+    proc.join(10)
+    assert groups.unrecorded(groups_dir)  # the exit outlived its worker process
+    sweeper.sweep()  # the store is back: the exit is recorded before any lease is taken back
+    record = store.get(job.id)
+    assert (record.status, record.attempt, record.tries) == (JobStatus.COMPLETED, 1, 1)
+    assert not any(groups_dir.iterdir())  # and nothing of it is left
+
+
+class BackLifecycle(AwayLifecycle):
+    """A worker process's lifecycle while the store is away for its first two calls."""
+
+    def __init__(self, life: Lifecycle) -> None:
+        self.life, self.calls = life, 0
+
+    def note_exit(self, job_id: str, attempt: int, code: int, runner_id: str = "") -> bool:
+        self.calls += 1
+        if self.calls <= 2:
+            return super().note_exit(job_id, attempt, code, runner_id)
+        return self.life.note_exit(job_id, attempt, code, runner_id)
+
+
+@pytest.mark.skipif(not keeper.DIE_WITH_WORKER, reason="no keeper without setpriv")
+def test_an_exit_made_while_the_store_is_away_is_noted_once_it_is_back(
+    store: Store, life: Lifecycle, runner_id: str, tmp_path: Path
+) -> None:
+    job = created(life, runner_id)
+    started(life, job)
+    groups_dir = tmp_path / "groups"
+    back = BackLifecycle(life)
+    launcher = AttemptLauncher(job.id, 1, back, threading.Event(), groups_dir=groups_dir)
+    argv, env = ["sh", "-c", "exit 0"], dict(os.environ)
+    launcher.run(argv, env=env, cwd=tmp_path, deadline=time.monotonic() + 30, stdin=None)
+    assert back.calls == 3
+    assert store.get(job.id).exited == "1:0"
+    assert not any(groups_dir.iterdir())  # noted: nothing is left on disk
 
 
 # -- a redelivered message ------------------------------------------------------------

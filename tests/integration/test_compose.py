@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tomllib
 from typing import Any
 
 import pytest
 import yaml
 
-from horus import registry
 from tests.harness import REPO
 
 
@@ -45,9 +45,25 @@ def compose() -> dict[str, Any]:
     return dict(yaml.safe_load(done.stdout))
 
 
+def first_party_runners() -> list[str]:
+    """The runners the distributions under runners/ register (not what this process has
+    installed: the contract suite adds the third-party test runners of tests/plugins)."""
+    names: list[str] = []
+    for project in sorted((REPO / "runners").glob("*/pyproject.toml")):
+        meta = tomllib.loads(project.read_text())["project"]
+        names += meta["entry-points"]["horus.runners"]
+    return names
+
+
+def test_first_party_runners_are_the_folders_under_runners() -> None:
+    assert first_party_runners() == sorted(
+        p.parent.name for p in REPO.glob("runners/*/pyproject.toml")
+    )
+
+
 def test_compose_has_a_worker_service_per_first_party_runner(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    for runner in registry.installed().runners:
+    for runner in first_party_runners():
         command = services[f"worker-{runner}"]["command"]
         assert command[:4] == ["horus", "worker", "--runner", runner]
         assert services[f"worker-{runner}"]["environment"]["HORUS_BROKER_URL"].startswith(
@@ -71,7 +87,7 @@ def test_compose_makes_keys_and_policy_once_and_workers_share_them(
     services = compose["services"]
     assert services["init"]["command"] == ["horus", "init"]
     assert services["sweeper"]["command"] == ["horus", "sweeper"]
-    for runner in registry.installed().runners:
+    for runner in first_party_runners():
         worker = services[f"worker-{runner}"]
         assert worker["depends_on"]["init"]["condition"] == "service_completed_successfully"
         assert any("/home/horus/.horus" in str(v) for v in worker["volumes"])

@@ -23,7 +23,6 @@ from horus.services import pidfile
 from horus.services.metrics import registry_for
 from horus.services.supervisor import HANDBACK_MARGIN, METRICS_PORT, Platform, run_flower
 from horus.services.sweeper import Sweeper
-from horus.store import workers
 from horus.store.lifecycle import Lifecycle
 from horus.store.records import Store
 from horus.subscribers import default_bus
@@ -178,5 +177,4 @@ def schema(what: str, name: str | None) -> None:
 def metrics() -> None:
     """Print the Horus metrics once, in the Prometheus text format (`horus up` serves them)."""
     store = Store(config.load())
-    runners = set(registry.installed().runners) | workers.served(store)
-    click.echo(generate_latest(registry_for(store, runners)).decode(), nl=False)
+    click.echo(generate_latest(registry_for(store)).decode(), nl=False)

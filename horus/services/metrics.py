@@ -21,7 +21,7 @@ prints them once.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import redis
@@ -29,8 +29,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from horus import registry as plugins
 from horus.events import Event, Subscriber
-from horus.store import keys
+from horus.store import keys, workers
 from horus.store.records import Store
 
 #: upper bounds of the duration histogram's buckets, in seconds
@@ -99,12 +100,13 @@ def _pairs(counts: dict[str, str]) -> Iterator[tuple[list[str], float]]:
 
 
 class StoreCollector(Collector):
-    """Reads the counts from the store at each scrape; ``runners`` names the runners whose
-    queue depth and running jobs are shown (with those seen in the counts)."""
+    """Reads the counts from the store at each scrape. Queue depth and running jobs are
+    shown for every runner installed here, served by a live worker or seen in the counts,
+    as of that scrape."""
 
-    def __init__(self, store: Store, runners: Iterable[str] = ()) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
-        self.runners = set(runners)
+        self.installed = set(plugins.installed().runners)
         self._intersection = store.redis.register_script(_INTERSECTION)
 
     def describe(self) -> list[Any]:
@@ -136,7 +138,8 @@ class StoreCollector(Collector):
             for labels, value in _pairs(counts):
                 family.add_metric(labels, value)
             yield family
-        runners = sorted(self.runners | {f.partition("|")[0] for f in jobs})
+        seen = {f.partition("|")[0] for f in jobs}
+        runners = sorted(self.installed | workers.served(self.store) | seen)
         histogram = HistogramMetricFamily(
             "horus_job_duration_seconds", "How long jobs ran", labels=["runner"]
         )
@@ -161,8 +164,8 @@ class StoreCollector(Collector):
             yield gauge
 
 
-def registry_for(store: Store, runners: Iterable[str] = ()) -> CollectorRegistry:
+def registry_for(store: Store) -> CollectorRegistry:
     """A Prometheus registry holding only the Horus metrics of ``store``."""
     registry = CollectorRegistry()
-    registry.register(StoreCollector(store, runners))
+    registry.register(StoreCollector(store))
     return registry

@@ -38,7 +38,7 @@ from horus.proc.groups import kill_recorded_groups
 from horus.services import pidfile
 from horus.services.embedded import EmbeddedRedis
 from horus.services.metrics import registry_for
-from horus.store import feed, workers
+from horus.store import feed
 from horus.store.records import Store
 from horus.trust import bootstrap
 
@@ -265,11 +265,8 @@ class Platform:
         """Serve the metrics and follow the job feed, each on a thread of its own."""
         store = Store(self.settings)
         if self.metrics_port:
-            runners = set(registry.installed().runners)
-            with contextlib.suppress(HorusError, redis.RedisError):
-                runners |= workers.served(store)
             self._metrics = start_http_server(
-                self.metrics_port, addr="127.0.0.1", registry=registry_for(store, runners)
+                self.metrics_port, addr="127.0.0.1", registry=registry_for(store)
             )
         if not self.quiet:
             thread = threading.Thread(target=self._feed, args=(store,), daemon=True)

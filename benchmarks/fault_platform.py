@@ -24,11 +24,16 @@ from horus.services.supervisor import HANDBACK_MARGIN
 from horus.store import keys
 from horus.store.records import Store
 from horus.trust import bootstrap
-from tests.harness import REPO, WorkerProcess, end_group, horus_cmd
+from tests.harness import REPO, WorkerProcess, end_group, grant_job_files, horus_cmd, job_dir
 
 WORKERS, CONCURRENCY = 2, 2
 #: kills the job's worker process (the parent of the job's keeper, which is its $PPID)
 POISON = "read -r _ _ _ pool _ < /proc/$PPID/stat; kill -9 $pool; sleep 5"
+#: the poison job kills its own pool process: only outside a sandbox can it reach it, so it
+#: runs in a context whose grant says so; every other job of a fault run is sandboxed
+POISON_GRANT = (
+    '[[grants]]\nwho = ["local"]\nrunners = ["shell"]\ncontexts = ["poison"]\nsandbox = "none"\n\n'
+)
 
 
 def pool_process(pid: int, main: int) -> bool:
@@ -50,6 +55,8 @@ class Platform:
         self.broker = broker
         self.settings = config.load()
         bootstrap.init(self.settings)
+        policy = self.settings.policy_path
+        policy.write_text(grant_job_files(policy.read_text(), POISON_GRANT))
         self.redis = EmbeddedRedis(home, self.settings.embedded_socket)
         self.redis.start()
         if broker == "rabbitmq":
@@ -58,7 +65,7 @@ class Platform:
         self.sweeper = self._sweeper()
         self.store = Store(self.settings)
         self.client = Client()
-        self.ledger = home / "ledger"
+        self.ledger = job_dir(f"ledger-{home.name}") / "ledger"  # where jobs may write
         self.kills: list[float] = []
         self.rng = random.Random(7)
         #: when the store is killed: a moment of its own each run, told in the report
@@ -93,7 +100,9 @@ class Platform:
 
     # -- submitting ------------------------------------------------------------------------
 
-    def job(self, n: int, payload: str | None = None, attempts: int = 5) -> Job:
+    def job(
+        self, n: int, payload: str | None = None, attempts: int = 5, context: str | None = None
+    ) -> Job:
         """Job ``n``: a short sleep, then its line in the ledger."""
         pause = self.rng.choice(["0.1", "0.2", "0.3", "0.5"])
         effect = f'echo "$HORUS_JOB_ID $HORUS_ATTEMPT $(date +%s.%N)" >> {self.ledger}'
@@ -104,6 +113,7 @@ class Platform:
                 "payload": payload or f"sleep {pause}; {effect}",
                 "max_attempts": attempts,
                 "timeout": 60,
+                "context_id": context,
             }
         )
 
@@ -224,7 +234,7 @@ class Platform:
             for n in range(4):
                 todo.insert(n * 10, self.job(jobs + n, f"sleep 6; {todo[0].payload}"))
         if fault == "poison":
-            bad = self.job(jobs, POISON, attempts=1)  # the lost limit stops it
+            bad = self.job(jobs, POISON, attempts=1, context="poison")  # the lost limit stops it
             todo.insert(5, bad)
             poison.add(bad.id)
         stop = threading.Event()

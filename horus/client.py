@@ -76,7 +76,7 @@ class Client:
         if secrets:
             if job.signatures:
                 raise InvalidJob("add secrets before signing: signatures cover the secrets")
-            sealed = sealing.seal(secrets, self.gate.secrets_key())
+            sealed = sealing.seal(secrets, self.gate.secrets_key(), job.id)
             job = parse_job({**job.model_dump(), "secrets": {**job.secrets, **sealed}})
         for key in self.keys:
             job = signing.sign(job, key, self.validity)

@@ -16,6 +16,7 @@ Environment:
   another worker (default 2 h). Horus never runs a job twice because of it: a second
   delivery of a running or finished job is dropped.
 - ``HORUS_KEY``, ``HORUS_WORKER_KEY``, ``HORUS_POLICY``: see :class:`Settings`.
+- ``HORUS_BWRAP``: the bubblewrap binary that makes job sandboxes (``bwrap`` on the PATH).
 - timing (``HORUS_LEASE``...): see :class:`Timing`.
 """
 
@@ -96,6 +97,8 @@ class Settings:
     visibility_timeout: int = 2 * 3600
     #: attempts lost with their worker after which a job fails (``HORUS_LOST_LIMIT``)
     lost_limit: int = 3
+    #: the bubblewrap binary that makes job sandboxes (``HORUS_BWRAP``)
+    bwrap: str = "bwrap"
 
     @property
     def embedded_url(self) -> str:
@@ -173,4 +176,5 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         timing=_timing(env),
         visibility_timeout=_int(env, "HORUS_VISIBILITY_TIMEOUT", 2 * 3600),
         lost_limit=_int(env, "HORUS_LOST_LIMIT", 3),
+        bwrap=env.get("HORUS_BWRAP") or "bwrap",
     )

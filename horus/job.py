@@ -49,6 +49,8 @@ RUNNER_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
 PRINCIPAL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+/=-]{0,255}$"
 TAG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: the env var names only Horus sets in a job (HORUS_JOB_ID...): a job may not set them
+RESERVED_ENV_PREFIX = "HORUS_"
 
 
 class JobStatus(StrEnum):
@@ -100,6 +102,11 @@ def _check_env_names(names: Collection[str], what: str) -> None:
             raise ValueError(
                 f"{what} name {name!r} is not a POSIX name; use letters, digits and _ "
                 "and do not start with a digit"
+            )
+        if name.upper().startswith(RESERVED_ENV_PREFIX):
+            raise ValueError(
+                f"{what} name {name!r} is reserved: Horus sets the {RESERVED_ENV_PREFIX}* "
+                "variables of a job itself; rename it"
             )
 
 

@@ -23,7 +23,7 @@ from horus import config  # noqa: E402
 from horus.client import Client  # noqa: E402
 from horus.services.embedded import EmbeddedRedis  # noqa: E402
 from horus.trust import bootstrap  # noqa: E402
-from tests.harness import WorkerProcess  # noqa: E402
+from tests.harness import JOB_FILES, WorkerProcess, grant_job_files, job_dir  # noqa: E402
 
 #: set in the shell worker's own environment; a job must never see it
 WORKER_SECRET = "worker-secret-never-in-a-job"
@@ -34,11 +34,20 @@ def embedded_redis() -> Iterator[EmbeddedRedis]:
     """The embedded Redis, started the way `horus up` starts it."""
     settings = config.load()
     bootstrap.init(settings)  # the keys and policy `horus up` makes on a first run
+    policy = settings.policy_path
+    policy.write_text(grant_job_files(policy.read_text()))
     server = EmbeddedRedis(settings.home, settings.embedded_socket)
     server.start()
     yield server
     server.stop()
     shutil.rmtree(HOME, ignore_errors=True)
+    shutil.rmtree(JOB_FILES, ignore_errors=True)
+
+
+@pytest.fixture
+def tmp_path(request: pytest.FixtureRequest) -> Path:
+    """A directory of the test's own that its sandboxed jobs may write too."""
+    return job_dir(request.node.name)
 
 
 @pytest.fixture(scope="session")

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -23,6 +25,50 @@ from horus.store.records import Store
 
 REPO = Path(__file__).resolve().parent.parent
 PLUGINS = REPO / "tests" / "plugins"
+#: the one host directory the tests' jobs may write (their grant makes it writable; a
+#: sandboxed job sees nothing else of the host's /tmp). Every test's ``tmp_path`` is in it.
+JOB_FILES = Path(tempfile.mkdtemp(prefix="hjobs-", dir="/tmp"))
+JOB_FILES.chmod(0o777)
+
+
+#: the grant the tests' chaos jobs run under, first in the policy: they stop their own
+#: worker processes (tests of recovery, not of the sandbox, which would keep them from it)
+CHAOS_GRANT = '[[grants]]\nwho = ["local"]\nrunners = ["chaos"]\nsandbox = "none"\n\n'
+
+
+def grant_job_files(policy: str, first: str = CHAOS_GRANT) -> str:
+    """The policy text with :data:`JOB_FILES` writable under each grant of ``policy``, and
+    the grants ``first`` before them."""
+    writable = f"writable = [{str(JOB_FILES)!r}]"
+    granted = re.sub(r"(?m)^\[\[grants\]\]\n", lambda m: f"{m[0]}{writable}\n", policy)
+    start = granted.index("\n[[grants]]") + 1
+    return granted[:start] + first + granted[start:]
+
+
+def job_dir(name: str) -> Path:
+    """A new directory under :data:`JOB_FILES` that a sandboxed job may write."""
+    path = Path(tempfile.mkdtemp(prefix=f"{name[:40]}-", dir=JOB_FILES))
+    path.chmod(0o777)
+    return path
+
+
+def sleep_tag() -> str:
+    """A ``sleep`` argument no other process has (60 s and a few nanoseconds): a job that
+    runs ``sleep TAG`` can be found among the host's processes by :func:`tagged`, whatever
+    its pid inside its sandbox."""
+    return f"60.{time.time_ns() % 10**9:09d}"
+
+
+def tagged(tag: str) -> list[int]:
+    """The host pids of live processes whose command line holds ``tag``."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if tag.encode() in cmdline.read_bytes() and pid_alive(int(cmdline.parent.name)):
+                found.append(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return found
 
 
 def horus_cmd(*args: str) -> list[str]:

@@ -1,5 +1,5 @@
 """Commands that run the platform: up, down, flower, worker, sweeper, runners, schema,
-metrics."""
+doctor, metrics."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from horus.client import Client
 from horus.execution import boot
 from horus.job import Job, JobResult
 from horus.messaging.app import make_app
+from horus.services import doctor as doctor_checks
 from horus.services import pidfile
 from horus.services.metrics import registry_for
 from horus.services.supervisor import HANDBACK_MARGIN, METRICS_PORT, Platform, run_flower
@@ -171,6 +172,17 @@ def schema(what: str, name: str | None) -> None:
     else:
         model = Job if what == "job" else JobResult
     click.echo(json.dumps(model.model_json_schema(), indent=2))
+
+
+@cli.command()
+def doctor() -> None:
+    """Check that this machine can run jobs safely: the sandbox, the process tools, the
+    policy and the store. Exits 1 if one fails."""
+    checks = doctor_checks.examine(config.load())
+    for check in checks:
+        click.echo(f"{'ok  ' if check.ok else 'FAIL'}  {check.name}: {check.found}")
+    if not all(check.ok for check in checks):
+        raise SystemExit(1)
 
 
 @cli.command()

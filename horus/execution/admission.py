@@ -1,8 +1,9 @@
 """Admission: a message can come from anywhere, so before any runner code the worker parses
 the job strictly, verifies its signatures, checks the policy and the runner, and validates
 the job's params. What fails is a :class:`Refusal`, with the reason a person reads and its
-kind (for metrics): ``message``, ``invalid``, ``trust``, ``runner``, and later in the
-attempt ``expired``, ``no-record``, ``replay``, ``secrets``."""
+kind (for metrics): ``message``, ``invalid``, ``trust``, ``runner``, ``sandbox`` (one this
+worker cannot make), and later in the attempt ``expired``, ``no-record``, ``replay``,
+``secrets``."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from pydantic import BaseModel
 
 from horus import registry
 from horus.errors import HorusError, InvalidJob, NotAllowed, one_line
+from horus.execution import isolation
+from horus.execution.isolation import Isolation, NoSandbox
 from horus.job import Job, parse_job
 from horus.runner import Runner
 from horus.trust.gate import Gate
@@ -47,6 +50,8 @@ class Admission:
     runner: Runner
     params: BaseModel
     signers: tuple[str, ...]
+    #: the sandbox and limits it runs with
+    isolation: Isolation
 
 
 def admit(
@@ -72,10 +77,11 @@ def admit(
             task_id, f"the message's task id {task_id} is not the job's id {job.id}", "message"
         )
     try:
-        signers = gate.judge(job, check_expiry=False).signers
+        decision = gate.judge(job, check_expiry=False)
     except NotAllowed as exc:
         claimed = tuple(s.public_key for s in job.signatures)
         raise Refusal(job.id, str(exc), "trust", claimed, job) from None
+    signers = decision.signers
     runner = runners.get(job.runner_id)
     if runner is None:
         raise Refusal(
@@ -90,4 +96,8 @@ def admit(
         params = registry.validate(runner, job)
     except InvalidJob as exc:
         raise Refusal(job.id, str(exc), "invalid", signers, job) from None
-    return Admission(job, runner, params, signers)
+    try:
+        isolated = isolation.for_job(decision.grant, gate.settings, job.runner_id)
+    except NoSandbox as exc:
+        raise Refusal(job.id, str(exc), "sandbox", signers, job) from None
+    return Admission(job, runner, params, signers, isolated)

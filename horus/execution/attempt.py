@@ -182,7 +182,7 @@ def _open_secrets(ctx: WorkerContext, job: Job) -> dict[str, str]:
     if not job.secrets:
         return {}
     try:
-        return sealing.unseal(job.secrets, ctx.worker_key)
+        return sealing.unseal(job.secrets, ctx.worker_key, job.id)
     except ConfigError as exc:
         reason = f"this worker cannot open secrets: {exc}"
     except NotAllowed as exc:
@@ -231,6 +231,7 @@ def _run(
         scratch=workdir,
         tee=output,
         runner_id=job.runner_id,
+        isolation=admission.isolation,
     )
     try:
         return admission.runner.run(

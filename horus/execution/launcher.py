@@ -13,6 +13,7 @@ taken back (:mod:`horus.execution.orphans`), so a job that ran to its end is not
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,14 +21,21 @@ from typing import TypeVar
 
 from horus.errors import HorusError
 from horus.execution import orphans
+from horus.execution.isolation import Isolation
 from horus.job import JobStatus
 from horus.proc.launch import Flag, Launch, Ran
 from horus.proc.watch import Tee
-from horus.runner import OUTPUT_CAP, Outcome
+from horus.runner import Outcome
 from horus.store.lifecycle import Lifecycle
 
 log = logging.getLogger(__name__)
 TIMEOUT_HINT = "raise --timeout if it needs longer"
+WORKDIR_FULL = "outgrew the workdir_mb limit of its grant; write less or ask for more"
+#: the signals that the kernel sends a process at one of its rlimits, and what they mean
+LIMIT_SIGNALS: dict[int, str] = {
+    signal.SIGXCPU.value: "it used up the cpu_seconds limit of its grant",
+    signal.SIGXFSZ.value: "it wrote a file over the file_mb limit of its grant",
+}
 #: seconds a worker keeps trying to record how an attempt ended while the store is away
 PERSIST_FOR = 60.0
 T = TypeVar("T")
@@ -55,6 +63,10 @@ def outcome_of(ran: Ran) -> Outcome:
         error = f"{error or ''}\n[horus: killed at the job's timeout; {TIMEOUT_HINT}]"
     elif ran.stopped == "cancelled":
         error = (error or "") + "\n[horus: cancelled while running]"
+    elif ran.stopped == "workdir":
+        error = (error or "") + f"\n[horus: killed: its working directory {WORKDIR_FULL}]"
+    elif ran.exit_code is not None and ran.exit_code - 128 in LIMIT_SIGNALS:
+        error = (error or "") + f"\n[horus: killed: {LIMIT_SIGNALS[ran.exit_code - 128]}]"
     if ran.stopped == "timeout":
         status = JobStatus.TIMEOUT
     elif ran.stopped == "cancelled":
@@ -83,8 +95,8 @@ class AttemptLauncher:
         groups_dir: Path | None = None,
         scratch: Path | None = None,
         tee: Tee | None = None,
-        output_cap: int = OUTPUT_CAP,
         runner_id: str = "",
+        isolation: Isolation | None = None,
     ) -> None:
         self.job_id = job_id
         self.runner_id = runner_id
@@ -94,7 +106,7 @@ class AttemptLauncher:
         self.groups_dir = groups_dir
         self.scratch = scratch
         self.tee = tee
-        self.output_cap = output_cap
+        self.isolation = isolation or Isolation(None)
 
     def run(
         self,
@@ -110,12 +122,14 @@ class AttemptLauncher:
             argv,
             env=env,
             cwd=cwd,
-            output_cap=self.output_cap,
+            output_cap=self.isolation.output_cap,
             stdin=stdin,
             groups_dir=self.groups_dir,
             label=orphans.label(self.job_id, self.attempt),
             scratch=self.scratch,
             tee=self.tee,
+            sandbox=self.isolation.sandbox,
+            workdir_limit=self.isolation.workdir_bytes,
         )
         # The exit the keeper writes to disk goes only once it is accounted for: noted on
         # the record, or the process stopped here (timeout, cancel). Should this process be

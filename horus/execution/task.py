@@ -22,7 +22,7 @@ from celery.exceptions import Ignore, Retry
 from horus.errors import JobFailed
 from horus.execution.attempt import Delivered, deliver
 from horus.execution.context import WorkerContext
-from horus.job import JobResult
+from horus.job import MAX_TIMEOUT, JobResult
 from horus.routing import task_for
 
 #: characters of a job's output Flower shows
@@ -61,6 +61,11 @@ def report(task: Task[Any, Any], delivered: Delivered) -> Shown:
     raise Ignore()
 
 
+#: seconds past the longest job timeout after which Celery kills a pool process whose job
+#: did not end (its launcher failed to stop it): never an honest job's limit
+BACKSTOP_MARGIN = 600
+
+
 def register(app: Celery, ctx: WorkerContext) -> None:
     """Add the task of each runner ``ctx`` serves to ``app`` (before the worker starts)."""
 
@@ -76,4 +81,6 @@ def register(app: Celery, ctx: WorkerContext) -> None:
             ignore_result=True,
             throws=(JobFailed, Retry),
             Request="horus.messaging.transport:Request",
+            # a backstop only: the job's own (signed) timeout ends it well before
+            time_limit=MAX_TIMEOUT + BACKSTOP_MARGIN,
         )(execute)

@@ -34,6 +34,9 @@ def celery_settings(settings: Settings) -> dict[str, Any]:
         # A running job keeps running through a broker outage: its worker records the end
         # once the store is back (cancelling it would run it again from the start).
         "worker_cancel_long_running_tasks_on_connection_loss": False,
+        # Nobody moves a worker through the broker: Celery's remote control (shutdown,
+        # revoke, pool changes) is off, since any broker client could send it unsigned.
+        "worker_enable_remote_control": False,
         # Flower sees every step.
         "worker_send_task_events": True,
         "task_send_sent_event": True,

@@ -15,10 +15,6 @@ from horus.errors import BrokerUnavailable
 from horus.job import Job
 from horus.routing import queue_for, task_for
 
-#: seconds the worker's hard time limit exceeds a job's own timeout (a backstop only: more
-#: than a worker spends recording an attempt's end through a store outage)
-HARD_LIMIT_MARGIN = 120
-
 
 def publish(app: Celery, job: Job) -> None:
     """Publish ``job`` to its runner's queue; :class:`BrokerUnavailable` if it cannot."""
@@ -32,7 +28,6 @@ def publish(app: Celery, job: Job) -> None:
             routing_key=queue_for(job.runner_id),
             argsrepr=summary,
             kwargsrepr="{}",
-            time_limit=job.timeout + HARD_LIMIT_MARGIN,
             retry=True,
             retry_policy={
                 "max_retries": 2,

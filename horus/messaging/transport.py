@@ -7,7 +7,8 @@
 - :class:`Request`: Celery's task request, except that a message whose body or headers do
   not have the task protocol's shape is rejected as an invalid task. Celery's own raises
   ``ValueError`` out of the consumer, the worker stops, and the message, handed back,
-  stops every worker that takes it next.
+  stops every worker that takes it next. Its headers that change how a task runs
+  (``timelimit``, ``eta``, ``expires``) are not signed, so they are ignored.
 
 :func:`install` makes ``redis://``, ``rediss://`` and ``redis+socket://`` URLs use the
 transport; the ``horus.execute`` task uses the request class.
@@ -25,8 +26,9 @@ from kombu.transport import redis as kombu_redis
 
 log = logging.getLogger(__name__)
 
-#: what a malformed item makes kombu raise while decoding or wrapping it
-_MALFORMED = (ValueError, TypeError, KeyError, AttributeError)
+#: what a malformed item makes kombu raise while decoding or wrapping it (a body nested
+#: thousands of levels deep overflows the JSON decoder's recursion)
+_MALFORMED = (ValueError, TypeError, KeyError, AttributeError, RecursionError)
 
 
 class Channel(kombu_redis.Channel):
@@ -47,13 +49,19 @@ class Transport(kombu_redis.Transport):
 
 
 class Request(CeleryRequest):
-    """A task request that turns a malformed message into an invalid task."""
+    """A task request that turns a malformed message into an invalid task, and that nothing
+    outside the signed job steers: the message's ``timelimit``, ``eta`` and ``expires``
+    headers are ignored (the job's own timeout, retry time and expiry decide, and the
+    task's backstop time limit stands)."""
 
     def __init__(self, message: Any, *args: Any, **kwargs: Any) -> None:
         try:
             super().__init__(message, *args, **kwargs)
         except _MALFORMED as exc:
             raise InvalidTaskError(f"malformed task message: {exc!r}"[:300]) from None
+        self.time_limits = (None, None)
+        self._eta = None
+        self._expires = None
 
 
 def install() -> None:

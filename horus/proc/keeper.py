@@ -13,8 +13,10 @@ interrupts ``wait`` only makes it wait again), writes its exit status to
 before recording that exit, whoever reaps the group (the sweeper, the worker's main
 process) still learns that the job ran to its end. When the worker process dies (SIGUSR2)
 it kills the job at once, so that the job never goes on to its effects while it is
-recovered elsewhere. SIGTERM (a timeout, a cancel) reaches the job through the group; the
-keeper waits.
+recovered elsewhere; a sandboxed job through the sandbox's init (its first process inside),
+whose end takes every process of the sandbox with it before the sandbox's outer process,
+the keeper's child, exits: the keeper only writes the exit once the sandbox is empty.
+SIGTERM (a timeout, a cancel) reaches the job through the group; the keeper waits.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
+from horus.proc.sandbox import Sandbox
+
 log = logging.getLogger(__name__)
 
 #: what the keeper runs under: setpriv arms the death signal, then execs the keeper
@@ -33,13 +37,17 @@ DIE_WITH_WORKER = ["setpriv", "--pdeathsig", "USR2", "--"] if shutil.which("setp
 SCRIPT = """\
 read -r go && [ "$go" = go ] && [ "$PPID" = "$HORUS_PARENT" ] || exit 137
 unset HORUS_PARENT
-d=$1; shift
+d=$1; b=$2; shift 2
+end() {
+  k=; [ -z "$b" ] || k=$(cat "/proc/$c/task/$c/children" 2>/dev/null)
+  kill -9 ${k:-$c} 2>/dev/null
+}
 trap 'i=1' TERM
-trap 'i=1; dead=1; kill -9 "$c" 2>/dev/null' USR2
+trap 'i=1; dead=1; [ -z "$c" ] || end' USR2
 exec 3<&0
 { exec "$@"; } <&3 3<&- & c=$!
 exec 3<&-
-[ -z "$dead" ] || kill -9 "$c"
+[ -z "$dead" ] || end
 i=1
 while [ -n "$i" ]; do i=; wait "$c" 2>/dev/null; s=$?; done
 [ -z "$d" ] || echo "$s" 2>/dev/null > "$d/exit-$$"
@@ -65,10 +73,16 @@ def _default_signals() -> list[str]:
     return argv if works else []
 
 
-def wrap(argv: Sequence[str], groups_dir: Path | None) -> list[str]:
-    """``argv`` run by a keeper (unchanged where setpriv is missing)."""
+def wrap(
+    argv: Sequence[str], groups_dir: Path | None, sandbox: Sandbox | None = None, cwd: Path = Path()
+) -> list[str]:
+    """``argv`` run by a keeper (unchanged where setpriv is missing), in ``sandbox`` if one
+    is given (its working directory ``cwd``)."""
+    job = [*_default_signals(), *argv]
+    if sandbox is not None:
+        job = sandbox.command(job, cwd)
     if not DIE_WITH_WORKER:
-        return list(argv)
+        return job
     where = str(groups_dir) if groups_dir is not None else ""
-    keeper = [*DIE_WITH_WORKER, "/bin/sh", "-c", SCRIPT, "horus-job", where]
-    return [*keeper, *_default_signals(), *argv]
+    sandboxed = "1" if sandbox is not None else ""
+    return [*DIE_WITH_WORKER, "/bin/sh", "-c", SCRIPT, "horus-job", where, sandboxed, *job]

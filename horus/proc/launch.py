@@ -20,6 +20,7 @@ from typing import Literal, Protocol
 
 from horus.proc import keeper
 from horus.proc.groups import exit_file, kill_group, peek_exit, write_marker
+from horus.proc.sandbox import Sandbox
 from horus.proc.watch import Tee, Watch
 
 #: seconds between two looks at the stop flag while a process runs
@@ -27,7 +28,7 @@ CANCEL_POLL = 0.5
 #: seconds to read output left in the pipes once the job's group is gone
 DRAIN_LIMIT = 5.0
 
-Stopped = Literal["timeout", "cancelled"]
+Stopped = Literal["timeout", "cancelled", "workdir"]
 
 
 class Flag(Protocol):
@@ -49,6 +50,18 @@ class Ran:
     truncated: bool
 
 
+def size_of(directory: Path) -> int:
+    """The bytes the files under ``directory`` take (what cannot be read counts nothing)."""
+    total = 0
+    for root, _dirs, files in os.walk(directory):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                continue
+    return total
+
+
 class Launch:
     """One started process group: wait for it, then finish it."""
 
@@ -64,15 +77,21 @@ class Launch:
         label: str = "",
         scratch: Path | None = None,
         tee: Tee | None = None,
+        sandbox: Sandbox | None = None,
+        workdir_limit: int | None = None,
     ) -> None:
         """Start ``argv``. With ``groups_dir``, its process group is recorded there while it
         runs (see :mod:`horus.proc.groups`) with ``label`` and ``scratch``, a directory of
         the attempt's own that a reaper removes should this process die first. What it
-        writes goes to ``tee`` as it comes, and its first ``output_cap`` bytes are kept."""
+        writes goes to ``tee`` as it comes, and its first ``output_cap`` bytes are kept.
+        With ``sandbox`` it runs in that sandbox (see :mod:`horus.proc.sandbox`); with
+        ``workdir_limit`` it is stopped once ``cwd`` holds more bytes than that."""
         kept = bool(keeper.DIE_WITH_WORKER)
         self.groups_dir = groups_dir
+        if sandbox is not None:
+            sandbox.prepare(cwd)
         self.proc = subprocess.Popen(
-            keeper.wrap(argv, groups_dir),
+            keeper.wrap(argv, groups_dir, sandbox, cwd),
             env={**env, keeper.PARENT_ENV: str(os.getpid())} if kept else env,
             cwd=cwd,
             stdin=subprocess.PIPE if stdin is not None or kept else subprocess.DEVNULL,
@@ -87,6 +106,7 @@ class Launch:
             self.proc, keeper.GO + (stdin or b"") if kept else stdin, output_cap, tee
         )
         self.stopped: Stopped | None = None
+        self.cwd, self.workdir_limit = cwd, workdir_limit
 
     def wait(self, deadline: float, stop: Flag) -> int | None:
         """Serve the process until it exits (its exit code, the process not yet reaped), its
@@ -100,6 +120,9 @@ class Launch:
                 return None
             if stop.is_set():
                 self.stopped = "cancelled"
+                return None
+            if self.workdir_limit is not None and size_of(self.cwd) > self.workdir_limit:
+                self.stopped = "workdir"
                 return None
 
     def finish(self, forget: bool = True) -> Ran:

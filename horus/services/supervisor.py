@@ -33,6 +33,7 @@ from prometheus_client import start_http_server
 from horus import config, registry
 from horus.config import Settings, redact
 from horus.errors import ConfigError, HorusError, ServiceFailed
+from horus.execution import isolation
 from horus.messaging.app import make_app
 from horus.proc.groups import kill_recorded_groups
 from horus.services import pidfile
@@ -291,6 +292,7 @@ class Platform:
         runners = ", ".join(w.name.split()[1] for w in self.workers) or "none"
         log.info("Horus is up: broker %s", where)
         log.info("  workers for runners: %s", runners)
+        log.info("  %s", isolation.describe(self.settings))
         log.info("  sweeper: recovers jobs of dead workers (log: %s)", self.sweeper.log)
         log.info("  Flower: %s", self.flower_url)
         if self.metrics_port:

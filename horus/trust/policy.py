@@ -16,10 +16,15 @@
     env = ["APP_*"]                    # env var names (or globs) it may set; default "*"
     signatures = 2                     # distinct signers from `who` it needs; default 1
     unsigned = false                   # true: the grant also admits unsigned jobs
+    sandbox = "bwrap"                  # "none": run without a sandbox (not recommended)
+    network = false                    # true: the job's sandbox may use the network
+    readable = ["/srv/data"]           # host paths the job may read; `writable` to write
+    limits = { memory_mb = 512, processes = 64, output_kb = 256, workdir_mb = 100 }
 
 A job runs when one grant covers it. Without a grant with ``unsigned = true`` for its
-runner, an unsigned job is refused. Names that can hijack a process (``LD_PRELOAD``,
-``BASH_ENV``, ``PYTHONPATH``...) pass only when a grant lists them by exact name.
+runner, an unsigned job is refused. Names that can hijack a process pass only when a grant
+lists them by exact name: whole families (the loader's ``LD_*``, ``PYTHON*``, every
+``GIT_*``, pagers, editors and browsers...), not single names.
 """
 
 from __future__ import annotations
@@ -30,9 +35,9 @@ import threading
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from horus.errors import ConfigError, NotAllowed
 from horus.job import MAX_TIMEOUT, Job, explain
@@ -73,10 +78,28 @@ HIJACK_ENV = (
     "LOCPATH",
     "OPENSSL_CONF",
     "OPENSSL_ENGINES",
-    "GIT_SSH",
-    "GIT_SSH_COMMAND",
-    "GIT_EXEC_PATH",
-    "GIT_CONFIG*",
+    # git: every variable that names a command, a hook, a helper or a config
+    "GIT_*",
+    # programs that other programs start: pagers, editors, browsers, askpass helpers
+    "*PAGER",
+    "*PAGER_*",
+    "*EDITOR",
+    "VISUAL",
+    "BROWSER",
+    "*ASKPASS",
+    "SSH_*",
+    "TERMINAL",
+    "SHELL",
+    "MANOPT",
+    "LESS*",
+    "MANPAGER",
+    "MAILCAP*",
+    "TAR_OPTIONS",
+    "ZDOTDIR",
+    "XDG_CONFIG_*",
+    "WGETRC",
+    "CURL_HOME",
+    "SUDO_ASKPASS",
     "LUA_INIT*",
     "LUA_PATH*",
     "LUA_CPATH*",
@@ -88,6 +111,26 @@ HIJACK_ENV = (
 def hijacks(name: str) -> bool:
     """True for an env var name that can change what a process loads or runs."""
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in HIJACK_ENV)
+
+
+class GrantLimits(BaseModel):
+    """What a job's processes may use (see :mod:`horus.proc.sandbox`); unset: no limit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    memory_mb: int | None = Field(default=None, ge=16)
+    cpu_seconds: int | None = Field(default=None, ge=1)
+    file_mb: int | None = Field(default=None, ge=1)
+    processes: int | None = Field(default=None, ge=1)
+    output_kb: int | None = Field(default=None, ge=1, le=1024)
+    workdir_mb: int | None = Field(default=None, ge=1)
+
+
+def _absolute(paths: tuple[str, ...]) -> tuple[str, ...]:
+    for path in paths:
+        if not path.startswith("/") or ".." in Path(path).parts:
+            raise ValueError(f"{path!r} is not an absolute path; write it from / without ..")
+    return paths
 
 
 class Grant(BaseModel):
@@ -102,6 +145,16 @@ class Grant(BaseModel):
     env: tuple[str, ...] = ("*",)
     signatures: int = Field(default=1, ge=1, le=16)
     unsigned: bool = False
+    #: "bwrap": the job runs in a sandbox (the default); "none": with the worker's powers
+    sandbox: Literal["bwrap", "none"] = "bwrap"
+    #: the job's sandbox may use the network
+    network: bool = False
+    #: host paths the job may read, and write
+    readable: tuple[str, ...] = ()
+    writable: tuple[str, ...] = ()
+    limits: GrantLimits = Field(default_factory=GrantLimits)
+
+    _paths = field_validator("readable", "writable")(_absolute)
 
     @model_validator(mode="after")
     def _someone(self) -> Self:

@@ -17,7 +17,7 @@ from horus.errors import BrokerUnavailable, InvalidJob, JobNotFound, JobStateErr
 from horus.job import Job, JobStatus
 from horus.messaging.app import make_app
 from horus.routing import queue_for, task_for
-from tests.harness import WorkerProcess, pid_alive, wait_until
+from tests.harness import WorkerProcess, pid_alive, sleep_tag, tagged, wait_until
 
 app = make_app(config.load())
 pytestmark = pytest.mark.integration
@@ -41,13 +41,13 @@ def test_cancelled_pending_job_never_starts(
 def test_cancelling_a_running_job_kills_its_processes_and_records_cancelled(
     client: Client, workers: dict[str, WorkerProcess], tmp_path: Path
 ) -> None:
-    pidfile = tmp_path / "pid"
-    job_id = client.submit(Job.new("shell", f"sleep 60 & echo $! > {pidfile}; wait"))
-    assert wait_until(pidfile.exists)
+    tag = sleep_tag()
+    job_id = client.submit(Job.new("shell", f"sleep {tag} & wait"))
+    assert wait_until(lambda: tagged(tag), timeout=20)
     assert client.cancel_job(job_id) is JobStatus.RUNNING
     result = client.wait(job_id, timeout=5)
     assert result.status is JobStatus.CANCELLED
-    assert wait_until(lambda: not pid_alive(int(pidfile.read_text())), timeout=3)
+    assert wait_until(lambda: not tagged(tag), timeout=3)
 
 
 def test_cancelling_a_finished_job_is_refused(

@@ -57,13 +57,13 @@ from horus.store.records import Store
 from horus.trust import keys, sealing, signing
 from horus.trust.gate import Gate
 from horus.trust.policy import HIJACK_ENV, hijacks
-from tests.harness import PLUGINS, WorkerProcess, pid_alive, wait_until
+from tests.harness import JOB_FILES, PLUGINS, WorkerProcess, pid_alive, wait_until
 
 app = make_app(config.load())
 pytestmark = pytest.mark.integration
 
 SETTINGS = config.load()
-CANARIES = SETTINGS.home / "canary"
+CANARIES = JOB_FILES / "canary"  # where a sandboxed job may write
 #: where a test puts a hostile fragment into a job's JSON text
 MARK = "@@HOSTILE@@"
 #: seconds the worker has to decide on one message
@@ -404,7 +404,7 @@ def _hijacking_env(job: Job, data: st.DataObject) -> Hostile:
     benign = data.draw(st.dictionaries(SAFE_ENV_NAMES, st.just("1"), max_size=2), label="others")
     benign.pop(name, None)
     if data.draw(st.booleans(), label="as a secret"):
-        sealed = sealing.seal({name: value}, Gate(SETTINGS).secrets_key())
+        sealed = sealing.seal({name: value}, Gate(SETTINGS).secrets_key(), job.id)
         bad = honest(job.id, env_vars=benign, secrets=sealed)
     else:
         bad = honest(job.id, env_vars={**benign, name: value})

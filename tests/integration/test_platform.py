@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -122,13 +123,21 @@ def test_wait_and_logs_follow_show_the_output_as_the_job_writes_it(up: Up) -> No
     assert started.stdout is not None
     assert started.stderr is not None
     job_id = started.stderr.readline().strip()  # the id comes first, on stderr
-    follower = timed_lines(horus_cmd("logs", "-f", job_id), up.env)
+    followed: list[list[tuple[float, str]]] = []
+    follow = threading.Thread(
+        target=lambda: followed.append(timed_lines(horus_cmd("logs", "-f", job_id), up.env))
+    )
+    follow.start()
     waited = [(time.monotonic(), line.rstrip("\n")) for line in started.stdout]
     assert started.wait(30) == 0
+    follow.join(30)
+    follower = followed[0]
     for lines in (follower, waited):
         assert [text for _, text in lines] == ["1", "2", "3"]
-    gaps = [b[0] - a[0] for a, b in itertools.pairwise(follower)]
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(waited)]
     assert all(0.5 < gap < 2.0 for gap in gaps), gaps
+    # the follower starts once the job has: what came before arrives at once, the rest live
+    assert 0.5 < follower[2][0] - follower[1][0] < 2.0, follower
     # Afterwards, `horus logs` prints what the job wrote and exits.
     assert up.horus("logs", job_id).stdout == "1\n2\n3\n"
 

@@ -14,7 +14,7 @@ from horus.job import Job, JobStatus
 from horus.runner import OUTPUT_CAP
 from horus.store import keys, workers
 from tests.conftest import WORKER_SECRET
-from tests.harness import PLUGINS, WorkerProcess, pid_alive, wait_until
+from tests.harness import PLUGINS, WorkerProcess, sleep_tag, tagged, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -44,15 +44,15 @@ def test_shell_job_runs_in_its_own_working_directory_removed_afterwards(
 
 
 def test_shell_timeout_kills_the_whole_process_group_grandchildren_included(
-    client: Client, workers: dict[str, WorkerProcess], tmp_path: Path
+    client: Client, workers: dict[str, WorkerProcess]
 ) -> None:
-    pidfile = tmp_path / "grandchild.pid"
-    script = f"(sleep 60 & echo $! > {pidfile}; wait) & sleep 60"
-    result = client.run_job_and_await_result(shell(client, script, timeout=1), timeout=30)
+    tag = sleep_tag()
+    job_id = client.submit(shell(client, f"(sleep {tag} & wait) & sleep 60", timeout=2))
+    assert wait_until(lambda: tagged(tag), timeout=20)
+    result = client.wait(job_id, timeout=30)
     assert result.status is JobStatus.TIMEOUT
     assert "timeout" in (result.error or "")
-    grandchild = int(pidfile.read_text())
-    assert wait_until(lambda: not pid_alive(grandchild), timeout=5)
+    assert wait_until(lambda: not tagged(tag), timeout=5)
 
 
 def zombies_of(pid: int) -> list[int]:
@@ -74,15 +74,18 @@ def test_a_worker_leaves_no_zombies_of_the_background_processes_its_jobs_left(
 ) -> None:
     """The worker's main process adopts whatever a job left running (it is a subreaper, to
     learn how a dead pool process's job ended); it must reap them once they are ended."""
-    pids = tmp_path / "pids"
-    for _ in range(3):
-        job = shell(client, f"sleep 60 & echo $! >> {pids}; echo started")
+    from horus.execution.boot import REAP_INTERVAL
+
+    tags = [sleep_tag() for _ in range(3)]
+    for tag in tags:
+        job = shell(client, f"sleep {tag} & echo started")
         assert client.run_job_and_await_result(job, timeout=30).output == "started\n"
-    left = [int(pid) for pid in pids.read_text().split()]
-    assert wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in left), 5)
+    assert wait_until(lambda: not any(tagged(tag) for tag in tags), 5)
     main = workers["shell"].proc
     assert main is not None
-    assert zombies_of(main.pid) == []
+    # a sandbox's init, once its job ended, is the main process's to reap (it reaps what
+    # it adopted every REAP_INTERVAL seconds)
+    assert wait_until(lambda: zombies_of(main.pid) == [], timeout=REAP_INTERVAL + 5)
 
 
 def test_shell_output_is_capped_and_the_truncation_is_marked(

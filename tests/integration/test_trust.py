@@ -331,7 +331,7 @@ def test_a_secret_sealed_to_another_key_is_refused(
         Job.new("shell", "echo $TOKEN").model_copy(
             update={
                 "secrets": __import__("horus.trust.sealing", fromlist=["seal"]).seal(
-                    {"TOKEN": "abcdef"}, keys.public_text(stranger)
+                    {"TOKEN": "abcdef"}, keys.public_text(stranger), "any"
                 )
             }
         ),

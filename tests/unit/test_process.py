@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from horus.execution.isolation import Isolation
 from horus.execution.launcher import AttemptLauncher
 from horus.job import JobStatus
 from horus.proc.groups import start_time
@@ -54,7 +55,7 @@ def run_process(
         Polled(cancelled),
         groups_dir=groups_dir,
         scratch=scratch,
-        output_cap=output_cap,
+        isolation=Isolation(None, output_cap),
     )
     return launcher.run(argv, env=env, cwd=cwd, deadline=deadline, stdin=stdin)
 

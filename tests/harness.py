@@ -60,14 +60,17 @@ def sleep_tag() -> str:
 
 
 def tagged(tag: str) -> list[int]:
-    """The host pids of live processes whose command line holds ``tag``."""
+    """The host pids of the live ``sleep TAG`` processes (not of the shells or sandboxes
+    whose command lines hold the tag too)."""
     found = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
-            if tag.encode() in cmdline.read_bytes() and pid_alive(int(cmdline.parent.name)):
-                found.append(int(cmdline.parent.name))
+            argv = cmdline.read_bytes().split(b"\0")
         except OSError:
             continue
+        sleeps = argv[0].rsplit(b"/", 1)[-1] == b"sleep" and tag.encode() in argv[1:]
+        if sleeps and pid_alive(int(cmdline.parent.name)):
+            found.append(int(cmdline.parent.name))
     return found
 
 

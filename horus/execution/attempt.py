@@ -69,9 +69,21 @@ def _refusal_fields(job_id: str, reason: str, attempt: int = 1) -> tuple[JobResu
     return result, {"completed_at": now.isoformat(), "result": result.model_dump_json()}
 
 
+def _carries_its_record(ctx: WorkerContext, refusal: Refusal) -> bool:
+    """True when the refused message carries the very job its record holds: only then may
+    the refusal change that record (anyone who can publish could otherwise fail another
+    user's pending job by sending garbage under its id)."""
+    if refusal.job is None:
+        return False
+    try:
+        return ctx.store.get(refusal.job_id).job == refusal.job
+    except HorusError:  # no record (the message did not come through a client)
+        return False
+
+
 def _refuse(ctx: WorkerContext, refusal: Refusal) -> Delivered:
     """A job the worker will not run: audited, and failed with the reason if its record is
-    pending."""
+    pending and holds the job the message carried."""
     log.warning("refused job %s: %s", refusal.job_id, refusal.message)
     bus = ctx.lifecycle.bus
     bus.emit(
@@ -83,9 +95,11 @@ def _refuse(ctx: WorkerContext, refusal: Refusal) -> Delivered:
         signers=refusal.signers,
     )
     result, fields = _refusal_fields(refusal.job_id, refusal.message)
+    if not _carries_its_record(ctx, refusal):
+        return Delivered("failed", result, refusal.message)
     try:
         ctx.lifecycle.close(refusal.job_id, refusal.runner_id, JobStatus.FAILED, fields, REFUSED)
-    except HorusError as exc:  # no record: the message did not come through a client
+    except HorusError as exc:  # the record went meanwhile
         log.warning("no record for refused job %s: %s", refusal.job_id, exc)
     return Delivered("failed", result, refusal.message)
 

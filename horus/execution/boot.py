@@ -19,10 +19,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
+from celery.signals import (
+    task_rejected,
+    task_unknown,
+    worker_ready,
+    worker_shutdown,
+    worker_shutting_down,
+)
 
 from horus import config
-from horus.errors import ConfigError
+from horus.errors import ConfigError, one_line
 from horus.execution import orphans, task
 from horus.execution.context import WorkerContext
 from horus.job import JobStatus
@@ -172,6 +178,8 @@ def run_worker(ctx: WorkerContext, concurrency: int, loglevel: str = "INFO") -> 
     ]
     for signal, method in hooks:
         signal.connect(_named(method), weak=False)
+    for dropped in (task_rejected, task_unknown):
+        dropped.connect(_audit_dropped(ctx), weak=False)
     queues = ",".join(queue_for(n) for n in ctx.runners)
     node = f"horus-{'-'.join(ctx.runners)}-{os.getpid()}@%h"
     app.worker_main(
@@ -190,6 +198,22 @@ def run_worker(ctx: WorkerContext, concurrency: int, loglevel: str = "INFO") -> 
             "--without-gossip",
         ]
     )
+
+
+def _audit_dropped(ctx: WorkerContext) -> Callable[..., None]:
+    """A handler of Celery's rejected-message signals: the audit gets an entry for each
+    message the worker dropped before any job was read from it (malformed, undecodable,
+    for a task it does not know). It changes no record."""
+
+    def handler(sender: Any = None, message: Any = None, exc: Any = None, **_: Any) -> None:
+        headers = getattr(message, "headers", None)
+        task_id = headers.get("id") if isinstance(headers, dict) else None
+        reason = one_line(f"dropped a message the worker cannot read: {exc!r}")[:300]
+        ctx.lifecycle.bus.emit(
+            "refused", one_line(str(task_id or "unknown"))[:100], reason=reason, kind="message"
+        )
+
+    return handler
 
 
 def _named(method: Callable[[str], None]) -> Callable[..., None]:

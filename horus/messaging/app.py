@@ -37,6 +37,7 @@ def celery_settings(settings: Settings) -> dict[str, Any]:
         # Nobody moves a worker through the broker: Celery's remote control (shutdown,
         # revoke, pool changes) is off, since any broker client could send it unsigned.
         "worker_enable_remote_control": False,
+        "worker_consumer": "horus.messaging.transport:Consumer",
         # Flower sees every step.
         "worker_send_task_events": True,
         "task_send_sent_event": True,

@@ -11,7 +11,8 @@
   (``timelimit``, ``eta``, ``expires``) are not signed, so they are ignored.
 
 :func:`install` makes ``redis://``, ``rediss://`` and ``redis+socket://`` URLs use the
-transport; the ``horus.execute`` task uses the request class.
+transport; the ``horus.execute`` task uses the request class; the worker uses
+:class:`Consumer`, which drops a message it cannot decode in one line.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from celery import signals
 from celery.exceptions import InvalidTaskError
+from celery.worker.consumer import Consumer as CeleryConsumer
 from celery.worker.request import Request as CeleryRequest
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as kombu_redis
@@ -62,6 +65,18 @@ class Request(CeleryRequest):
         self.time_limits = (None, None)
         self._eta = None
         self._expires = None
+
+
+class Consumer(CeleryConsumer):
+    """Celery's consumer, except that a message whose body cannot be decoded (however deep
+    or large) is logged in one line, dropped, and announced like any rejected task message
+    (the ``task_rejected`` signal, which the worker audits), not dumped whole at CRITICAL."""
+
+    def on_decode_error(self, message: Any, exc: Exception) -> None:
+        """Drop the message and say so."""
+        log.error("dropped a message whose body cannot be decoded: %s", repr(exc)[:200])
+        message.ack()
+        signals.task_rejected.send(sender=self, message=message, exc=exc)
 
 
 def install() -> None:

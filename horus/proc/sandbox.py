@@ -59,8 +59,8 @@ class Limits:
         options = []
         if self.memory_mb is not None:
             options.append(f"--as={self.memory_mb * 1024 * 1024}")
-        if self.cpu_seconds is not None:
-            options.append(f"--cpu={self.cpu_seconds}")
+        if self.cpu_seconds is not None:  # SIGXCPU at the limit, SIGKILL a second later
+            options.append(f"--cpu={self.cpu_seconds}:{self.cpu_seconds + 1}")
         if self.file_mb is not None:
             options.append(f"--fsize={self.file_mb * 1024 * 1024}")
         if self.processes is not None:

@@ -37,7 +37,7 @@ from nacl.signing import SigningKey
 
 from horus import config
 from horus.client import Client
-from horus.errors import JobNotFound, NotAllowed
+from horus.errors import InvalidJob, JobNotFound, NotAllowed
 from horus.job import (
     MAX_ENV_BYTES,
     MAX_ENV_VARS,
@@ -48,6 +48,7 @@ from horus.job import (
     Job,
     JobStatus,
     Signature,
+    parse_job,
 )
 from horus.messaging.app import make_app
 from horus.routing import queue_for, task_for
@@ -188,12 +189,26 @@ def workdirs(job_id: str) -> list[Path]:
     return list(Path(tempfile.gettempdir()).glob(f"horus-{job_id[:12]}-*"))
 
 
+def carries(arg: Any, job: Job) -> bool:
+    """True when the task argument ``arg`` is exactly the job ``job``."""
+    try:
+        return isinstance(arg, str) and parse_job(arg) == job
+    except InvalidJob:
+        return False
+
+
 def assert_refused(
-    store: Store, job_id: str, expect: str, record: Job | None, timeout: float = DECIDE
+    store: Store,
+    job_id: str,
+    expect: str,
+    record: Job | None,
+    timeout: float = DECIDE,
+    carried: bool = True,
 ) -> Entry:
     """The worker refused ``job_id`` naming the problem (``expect``, a regex), nothing ran,
     and the record (``record`` is what was recorded, None for no record) is failed with
-    that reason and nothing else written."""
+    that reason and nothing else written, if the message ``carried`` the recorded job;
+    else it is left as it was (a message without the signed job changes no record)."""
     entries = decisions(store, job_id, timeout)
     assert [e.decision for e in entries] == ["refused"], entries
     reason = entries[0].reason
@@ -204,6 +219,11 @@ def assert_refused(
     if record is None:
         with pytest.raises(JobNotFound):
             store.get(job_id)  # the worker made no record of its own
+    elif not carried:
+        stored = store.get(job_id)
+        assert stored.status is JobStatus.PENDING
+        assert (stored.worker, stored.started_at, stored.attempt) == (None, None, 0)
+        assert stored.job == record
     else:
         result = store.wait_finished(job_id, timeout=DECIDE)
         stored = store.get(job_id)
@@ -260,7 +280,10 @@ def send_and_check(client: Client, job: Job, hostile: Hostile, data: st.DataObje
     if record:
         assert client.lifecycle.create(job)
     publish(hostile.arg, job.id)
-    assert_refused(client.store, job.id, hostile.expect, job if record else None)
+    recorded = job if record else None
+    assert_refused(
+        client.store, job.id, hostile.expect, recorded, carried=carries(hostile.arg, job)
+    )
 
 
 # -- tampered and badly signed jobs --------------------------------------------------
@@ -910,7 +933,10 @@ def test_pickle_yaml_and_foreign_tasks_are_refused_before_any_code_runs(
     assert [p.name for p in traps if p.exists()] == []
     assert not canary(job.id).exists()
     assert client.get_job_status(job.id) is JobStatus.PENDING
-    assert Audit(client.store).entries(job.id) == []
+    # each message the worker could not read is audited as dropped, and nothing else
+    entries = Audit(client.store).entries(job.id)
+    assert entries
+    assert {(e.decision, "cannot read" in e.reason) for e in entries} == {("refused", True)}
 
 
 # -- messages that used to stop a worker or slip past the checks ---------------------
@@ -928,7 +954,7 @@ def test_a_worker_refuses_a_job_for_a_runner_it_does_not_serve(
     assert_refused(client.store, job.id, r"runner 'python'", job)
 
 
-def test_a_task_with_other_arguments_is_refused_and_its_record_failed(
+def test_a_task_with_other_arguments_is_refused_and_its_record_left_as_it_was(
     client: Client, workers: dict[str, WorkerProcess]
 ) -> None:
     jobs = [honest() for _ in range(4)]
@@ -943,7 +969,7 @@ def test_a_task_with_other_arguments_is_refused_and_its_record_failed(
     assert after.output == "still-serving\n"  # the shell queue is FIFO: all were consumed
     assert [j.id for j in jobs if canary(j.id).exists()] == []
     for job in jobs:
-        assert_refused(client.store, job.id, r"\S", job, timeout=1)
+        assert_refused(client.store, job.id, r"\S", job, timeout=1, carried=False)
 
 
 def test_a_refusal_reason_is_one_printable_line_whatever_names_the_message_uses(
@@ -953,7 +979,7 @@ def test_a_refusal_reason_is_one_printable_line_whatever_names_the_message_uses(
     assert client.lifecycle.create(job)
     names = ["a\x0bb", "c\x0cd", "e\x1b[2Jf", "g\x85h", "i\u2028j"]
     publish(text({**doc(job), **dict.fromkeys(names, 1)}), job.id)
-    reason = assert_refused(client.store, job.id, r"unknown field", job).reason
+    reason = assert_refused(client.store, job.id, r"unknown field", job, carried=False).reason
     assert reason.splitlines() == [reason]
     assert reason.isprintable(), repr(reason)
 

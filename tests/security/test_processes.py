@@ -1,0 +1,77 @@
+"""Nothing a job starts outlives it, however detached: not its timeout, not its cancel,
+not the death of its worker."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from horus.client import Client
+from horus.job import JobStatus, parse_job
+from horus.services.embedded import EmbeddedRedis
+from tests.harness import PLUGINS, WorkerProcess, sleep_tag, tagged, wait_until
+from tests.security.conftest import BOXED, Attacker
+
+#: a child in a session of its own, and one in a process group of its own (Python's setpgid)
+ESCAPE = (
+    "setsid sleep {tag} & "
+    'python3 -c \'import os, time; os.setpgid(0, 0); os.execvp("sleep", ["sleep", "{tag}"])\' & '
+)
+
+
+def test_no_process_of_a_job_outlives_its_timeout(
+    attacker: Attacker, workers: dict[str, WorkerProcess]
+) -> None:
+    tag = sleep_tag()
+    job_id = attacker.client.submit(attacker.job(ESCAPE.format(tag=tag) + "sleep 60", timeout=3))
+    assert wait_until(lambda: len(tagged(tag)) == 2, timeout=20)  # both escaped and run
+    assert attacker.client.wait(job_id, timeout=30).status is JobStatus.TIMEOUT
+    assert wait_until(lambda: not tagged(tag), timeout=5)
+
+
+def test_no_process_of_a_job_outlives_its_cancel(
+    attacker: Attacker, workers: dict[str, WorkerProcess]
+) -> None:
+    tag = sleep_tag()
+    job_id = attacker.client.submit(attacker.job(ESCAPE.format(tag=tag) + "sleep 60"))
+    assert wait_until(lambda: len(tagged(tag)) == 2, timeout=20)
+    Client().cancel_job(job_id)  # the local key: a canceller
+    assert attacker.client.wait(job_id, timeout=30).status is JobStatus.CANCELLED
+    assert wait_until(lambda: not tagged(tag), timeout=5)
+
+
+def test_no_process_of_a_job_outlives_a_job_that_exits(
+    attacker: Attacker, workers: dict[str, WorkerProcess]
+) -> None:
+    tag = sleep_tag()
+    result = attacker.run(ESCAPE.format(tag=tag) + "sleep 1; echo done")
+    assert result.output == "done\n"
+    assert wait_until(lambda: not tagged(tag), timeout=5)
+
+
+@pytest.fixture
+def chaos_worker(embedded_redis: EmbeddedRedis) -> Iterator[WorkerProcess]:
+    """A worker of the chaos test runner: the test kills it."""
+    path = os.pathsep.join(p for p in (str(PLUGINS), os.environ.get("PYTHONPATH")) if p)
+    worker = WorkerProcess(["chaos"], 1, {"PYTHONPATH": path}).start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+
+
+def test_no_process_of_a_job_outlives_its_worker(
+    attacker: Attacker, chaos_worker: WorkerProcess
+) -> None:
+    tag = sleep_tag()
+    payload = ESCAPE.format(tag=tag) + "sleep 60"
+    job = parse_job({"runner_id": "chaos", "payload": payload, "context_id": BOXED})
+    job_id = Client().submit(job)
+    assert wait_until(lambda: len(tagged(tag)) == 2, timeout=20)
+    assert chaos_worker.proc is not None
+    os.killpg(chaos_worker.proc.pid, 9)  # the whole worker, as an OOM kill would
+    chaos_worker.proc.wait(10)
+    assert wait_until(lambda: not tagged(tag), timeout=5)
+    Client().cancel_job(job_id)

@@ -34,7 +34,7 @@ from horus.store.lifecycle import Lifecycle
 from horus.store.output import Chunk, chunks
 from horus.store.records import Record, Store
 from horus.subscribers import default_bus
-from horus.trust import sealing, signing
+from horus.trust import attest, sealing, signing
 from horus.trust.gate import Gate, signing_keys
 from horus.trust.signing import CancelRequest
 
@@ -164,6 +164,15 @@ class Client:
         what it writes next, until it ends."""
         self.store.status(job_id)  # JobNotFound for an unknown id
         return chunks(self.store, job_id, follow)
+
+    def verify_result(self, job_id: str) -> str:
+        """The public key of the worker that signed job ``job_id``'s result, checked against
+        the workers' key (the policy's ``secrets_key``); :class:`NotAllowed` when the result
+        is unsigned, signed by another key, or was changed after it was signed."""
+        record = self.get_job(job_id)
+        return attest.verify(
+            job_id, record.result_text, record.result_sig, {self.gate.secrets_key()}
+        )
 
     def wait(self, job_id: str, timeout: float | None = None) -> JobResult:
         """Block until the job is finished and return its result (TimeoutError after

@@ -241,9 +241,18 @@ def status(job_id: str, as_json: bool) -> None:
 @cli.command()
 @click.argument("job_id")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def result(job_id: str, as_json: bool) -> None:
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Check the worker's signature on the result first (exit 1 if it does not hold).",
+)
+def result(job_id: str, as_json: bool, verify: bool) -> None:
     """Print a finished job's result: status, exit code, output, error and metadata."""
-    record = Client().get_job(job_id)
+    client = Client()
+    if verify:
+        signer = client.verify_result(job_id)
+        click.echo(f"verified: the result is signed by worker key {signer}", err=True)
+    record = client.get_job(job_id)
     if record.result is None:
         raise JobStateError(
             f"job {job_id} is {record.status}; it has no result yet "

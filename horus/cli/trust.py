@@ -80,12 +80,16 @@ def check(path: Path | None) -> None:
         )
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
+@click.pass_context
 @click.option("--job", "job_id", help="Only decisions about this job.")
 @click.option("--limit", "-n", default=50, show_default=True, type=click.IntRange(1, 100_000))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def audit(job_id: str | None, limit: int, as_json: bool) -> None:
-    """List decisions to run or refuse jobs and to honour cancel requests, newest first."""
+def audit(ctx: click.Context, job_id: str | None, limit: int, as_json: bool) -> None:
+    """List decisions to run or refuse jobs and to honour cancel requests, newest first
+    (`horus audit verify` checks the chain)."""
+    if ctx.invoked_subcommand is not None:
+        return
     entries = Audit(Store(config.load())).entries(job_id, limit)
     if as_json:
         click.echo(json.dumps([asdict(e) for e in entries], indent=2))
@@ -93,3 +97,17 @@ def audit(job_id: str | None, limit: int, as_json: bool) -> None:
     click.echo(f"{'TIME':<19}  {'DECISION':<8} {'ACTION':<6} {'JOB':<34} {'RUNNER':<10} SIGNERS")
     for entry in entries:
         click.echo(entry.line())
+
+
+@audit.command("verify")
+def audit_verify() -> None:
+    """Check that no audit entry was changed or removed since it was written; exit 1 naming
+    the first one that was."""
+    checked = Audit(Store(config.load())).verify()
+    if not checked.entries:
+        click.echo("the audit is empty: nothing to verify")
+        return
+    click.echo(
+        f"the audit holds: {checked.entries} entries, {checked.first} to {checked.last}, "
+        "each following the one before"
+    )

@@ -33,7 +33,7 @@ from horus.proc.groups import SCRATCH_PREFIX
 from horus.runner import Outcome, RunContext
 from horus.store import retry
 from horus.store.lifecycle import REFUSED, Started, entry
-from horus.trust import sealing, signing
+from horus.trust import attest, sealing, signing
 from horus.trust.signing import CancelRequest
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _refusal_fields(job_id: str, reason: str, attempt: int = 1) -> tuple[JobResult, dict[str, str]]:
+def _refusal_fields(
+    ctx: WorkerContext, job_id: str, reason: str, attempt: int = 1
+) -> tuple[JobResult, dict[str, str]]:
     now = _now()
     result = JobResult(
         job_id=job_id,
@@ -66,7 +68,7 @@ def _refusal_fields(job_id: str, reason: str, attempt: int = 1) -> tuple[JobResu
         completed_at=now,
         attempt=attempt,
     )
-    return result, {"completed_at": now.isoformat(), "result": result.model_dump_json()}
+    return result, attest.result_fields(result, now.isoformat(), ctx.result_key)
 
 
 def _carries_its_record(ctx: WorkerContext, refusal: Refusal) -> bool:
@@ -94,7 +96,7 @@ def _refuse(ctx: WorkerContext, refusal: Refusal) -> Delivered:
         kind=refusal.kind,
         signers=refusal.signers,
     )
-    result, fields = _refusal_fields(refusal.job_id, refusal.message)
+    result, fields = _refusal_fields(ctx, refusal.job_id, refusal.message)
     if not _carries_its_record(ctx, refusal):
         return Delivered("failed", result, refusal.message)
     try:
@@ -218,7 +220,7 @@ def _fail_started(
         kind=refusal.kind,
         signers=admission.signers,
     )
-    result, fields = _refusal_fields(job.id, refusal.message, begun.attempt)
+    result, fields = _refusal_fields(ctx, job.id, refusal.message, begun.attempt)
     history = entry(begun.attempt, "refused", None, error=refusal.message[:300])
     ctx.lifecycle.end(
         job, begun.attempt, retry.Verdict(JobStatus.FAILED), history, fields, ending=REFUSED
@@ -350,9 +352,7 @@ def _end(
         started=result.started_at and result.started_at.isoformat(),
     )
     fields = (
-        {}
-        if verdict.again
-        else {"completed_at": _now().isoformat(), "result": result.model_dump_json()}
+        {} if verdict.again else attest.result_fields(result, _now().isoformat(), ctx.result_key)
     )
     done = persist(
         f"job {job.id}",

@@ -22,6 +22,7 @@ from horus.runner import Runner
 from horus.store.lifecycle import Lifecycle
 from horus.store.records import Store
 from horus.subscribers import default_bus
+from horus.trust import keys
 from horus.trust.gate import Gate
 
 
@@ -72,3 +73,8 @@ class WorkerContext:
     def worker_key(self) -> SigningKey:
         """The key this worker opens secrets with (read once)."""
         return self.gate.worker_key()
+
+    @cached_property
+    def result_key(self) -> SigningKey | None:
+        """The key this worker signs results with: the worker key, if this machine has it."""
+        return keys.load_optional(self.settings.worker_key_path)

@@ -36,6 +36,7 @@ from horus.messaging.publish import publish
 from horus.store import retry, workers
 from horus.store.lifecycle import LOST, Lifecycle, entry
 from horus.store.records import Record
+from horus.trust import attest, keys
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +137,7 @@ class Sweeper:
         log.warning("job %s: %s; %s", job_id, reason, verdict.to.value)
         return verdict
 
-    @staticmethod
-    def _fields(record: Record, verdict: retry.Verdict, reason: str) -> dict[str, str]:
+    def _fields(self, record: Record, verdict: retry.Verdict, reason: str) -> dict[str, str]:
         """The result of a reclaimed job that ends here."""
         if verdict.again:
             return {}
@@ -155,7 +155,8 @@ class Sweeper:
             worker=record.worker,
             attempt=record.attempt,
         )
-        return {"completed_at": now.isoformat(), "result": result.model_dump_json()}
+        key = keys.load_optional(self.lifecycle.store.settings.worker_key_path)
+        return attest.result_fields(result, now.isoformat(), key)
 
     def _republish(self, job_id: str, served: set[str] | None = None) -> bool:
         """Publish a pending job's message again; with ``served``, only if a live worker

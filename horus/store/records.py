@@ -53,6 +53,9 @@ class Record:
     exited: str | None = None
     #: attempts lost with their worker before they exited (counted apart from ``tries``)
     lost: int = 0
+    #: the result exactly as stored, and its worker's signature (see :mod:`horus.trust.attest`)
+    result_text: str | None = None
+    result_sig: str | None = None
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> Record:
@@ -71,6 +74,8 @@ class Record:
             retry_at=float(data["retry_at"]) if data.get("retry_at") else None,
             exited=data.get("exited") or None,
             lost=int(data.get("lost") or 0),
+            result_text=data.get("result") or None,
+            result_sig=data.get("result_sig") or None,
         )
 
     def summary(self) -> dict[str, Any]:

@@ -27,6 +27,8 @@ from horus.proc.watch import Tee, Watch
 CANCEL_POLL = 0.5
 #: seconds to read output left in the pipes once the job's group is gone
 DRAIN_LIMIT = 5.0
+#: the umask of a sandboxed job of a root worker: its files are writable by its group
+SHARED_UMASK = 0o002
 
 Stopped = Literal["timeout", "cancelled", "workdir"]
 
@@ -98,6 +100,9 @@ class Launch:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
+            # a sandboxed job runs as a user of its worker process's own: what it writes in
+            # a path its grant shares is writable by the sandboxes' common group
+            umask=SHARED_UMASK if sandbox is not None and sandbox.uid is not None else -1,
         )
         self.marker = (
             write_marker(groups_dir, self.proc.pid, label, scratch) if groups_dir else None

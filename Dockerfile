@@ -1,5 +1,8 @@
 # The image compose.yaml runs: Horus and every first-party runner, installed as by hand.
 FROM python:3.11-slim
+# bubblewrap makes every job's sandbox (util-linux, with setpriv and prlimit, is in the base)
+RUN apt-get update && apt-get install -y --no-install-recommends bubblewrap \
+    && rm -rf /var/lib/apt/lists/*
 RUN useradd --create-home horus
 WORKDIR /opt/horus
 COPY . .

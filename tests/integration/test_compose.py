@@ -13,6 +13,8 @@ import yaml
 
 from tests.harness import REPO
 
+PASSWORD = "test-password-1234"
+
 
 def compose_command() -> list[str] | None:
     """`docker compose` where the plugin exists, else `docker-compose`, else None."""
@@ -33,6 +35,7 @@ def compose() -> dict[str, Any]:
             pytest.fail("CI needs docker compose or docker-compose (.ci/run installs it)")
         pytest.skip("neither docker compose nor docker-compose is installed")
     env = {k: v for k, v in os.environ.items() if k != "FLOWER_BASIC_AUTH"}
+    env["HORUS_REDIS_PASSWORD"] = PASSWORD
     done = subprocess.run(
         [*command, "-f", "compose.yaml", "config"],
         cwd=REPO,
@@ -69,6 +72,38 @@ def test_compose_has_a_worker_service_per_first_party_runner(compose: dict[str, 
         assert services[f"worker-{runner}"]["environment"]["HORUS_BROKER_URL"].startswith(
             "redis://"
         )
+
+
+def test_compose_redis_needs_a_password_every_service_gives(compose: dict[str, Any]) -> None:
+    redis = compose["services"]["redis"]["command"]
+    assert redis[redis.index("--requirepass") + 1] == PASSWORD
+    for name, service in compose["services"].items():
+        for variable in ("HORUS_BROKER_URL", "HORUS_RESULT_BACKEND"):
+            url = service.get("environment", {}).get(variable)
+            assert url is None or url.startswith(f"redis://:{PASSWORD}@redis:"), name
+
+
+def test_compose_refuses_to_start_without_a_redis_password() -> None:
+    command = compose_command()
+    if command is None:
+        pytest.skip("neither docker compose nor docker-compose is installed")
+    env = {k: v for k, v in os.environ.items() if k != "HORUS_REDIS_PASSWORD"}
+    done = subprocess.run(
+        [*command, "-f", "compose.yaml", "config"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "HORUS_REDIS_PASSWORD" in done.stderr
+
+
+def test_the_workers_may_make_sandboxes(compose: dict[str, Any]) -> None:
+    for runner in first_party_runners():
+        assert "seccomp=unconfined" in compose["services"][f"worker-{runner}"]["security_opt"]
+    assert "bubblewrap" in (REPO / "Dockerfile").read_text()
 
 
 def test_compose_redis_persists_and_flower_runs_the_horus_command(

@@ -17,6 +17,7 @@ import contextlib
 import ipaddress
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -64,9 +65,32 @@ def check_flower_login(address: str) -> None:
         )
 
 
+#: Flower's endpoints that send tasks or move workers: never served (the workers would
+#: refuse an unsigned task and ignore remote control anyway; closed, nobody tries)
+FLOWER_WRITES = re.compile(
+    r"^/api/(worker/(shutdown|pool|queue)/|task/(apply|async-apply|send-task|abort|timeout|"
+    r"rate-limit|revoke)/)"
+)
+
+
+def close_flower_controls() -> None:
+    """Drop Flower's task-sending and control endpoints from what it serves (they answer
+    404 like any unknown page)."""
+    import flower.app
+    import flower.urls
+
+    def path(handler: Any) -> str:
+        return str(handler.regex.pattern if hasattr(handler, "regex") else handler[0])
+
+    flower.app.default_handlers = [
+        h for h in flower.urls.handlers if not FLOWER_WRITES.match(path(h))
+    ]
+
+
 def run_flower(address: str, port: int) -> None:
-    """Run Flower in this process (``horus flower``)."""
+    """Run Flower in this process (``horus flower``), read-only."""
     check_flower_login(address)
+    close_flower_controls()
     make_app(config.load()).start(["flower", f"--address={address}", f"--port={port}"])
 
 

@@ -50,6 +50,23 @@ class Flower:
     def json(self, path: str) -> Any:
         return json.loads(self.get(path))
 
+    def post(self, path: str, body: dict[str, Any]) -> int:
+        """POST JSON to ``path`` with the login; the HTTP status."""
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}",
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={
+                "Authorization": "Basic " + base64.b64encode(LOGIN.encode()).decode(),
+                "Content-Type": "application/json",
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as reply:
+                return int(reply.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+
     def metrics(self) -> str:
         try:
             return self.get("/metrics").decode()
@@ -161,3 +178,21 @@ def test_flower_shows_the_runner_the_output_the_error_and_a_cancel(
     assert any('type="task-succeeded"' in line for line in by_runner), lines
     assert any('type="task-failed"' in line for line in by_runner), lines
     assert any('type="task-revoked"' in line for line in by_runner), lines
+
+
+def test_flower_serves_no_endpoint_that_sends_a_task_or_moves_a_worker(
+    flower: Flower, workers: dict[str, WorkerProcess]
+) -> None:
+    worker = next(iter(flower.json("/api/workers")), "horus-shell@host")
+    closed = [
+        "/api/task/async-apply/horus.shell",
+        "/api/task/apply/horus.shell",
+        "/api/task/send-task/horus.shell",
+        "/api/task/revoke/some-job",
+        f"/api/worker/shutdown/{worker}",
+        f"/api/worker/pool/shrink/{worker}",
+    ]
+    assert {path: flower.post(path, {"args": ["echo hi"]}) for path in closed} == dict.fromkeys(
+        closed, 404
+    )
+    assert flower.json("/api/tasks") is not None  # reading still works

@@ -76,7 +76,8 @@ def test_ctrl_c_stops_everything_when_stdout_is_a_closed_pipe(home: Path) -> Non
     """`horus up | cat`, then Ctrl-C: cat is gone, so every line after it hits a closed pipe."""
     proc = start_up(home)
     try:
-        wait_up(proc)
+        banner = wait_up(proc)
+        assert any("isolation: bubblewrap sandbox" in line for line in banner), banner
         assert proc.stdout is not None
         proc.stdout.close()  # the reader is gone
         env = {**os.environ, "HORUS_HOME": str(home)}

@@ -94,8 +94,9 @@ JOB_IDS = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9._:-]{0,40}\Z")
 
 @pytest.fixture(scope="module", autouse=True)
 def canary_dir(embedded_redis: EmbeddedRedis) -> Path:
-    """The folder a job that ran leaves its canary in."""
+    """The folder a job that ran leaves its canary in (sandboxed jobs run as another user)."""
     CANARIES.mkdir(parents=True, exist_ok=True)
+    CANARIES.chmod(0o777)
     return CANARIES
 
 
@@ -412,11 +413,16 @@ def _signed_without_expiry(job: Job, data: st.DataObject) -> Hostile:
 
 
 def _hijack_names() -> st.SearchStrategy[str]:
-    exact = [p for p in HIJACK_ENV if not p.endswith("*")]
-    prefixes = [p[:-1] for p in HIJACK_ENV if p.endswith("*")]
-    return st.one_of(
-        st.sampled_from(exact),
-        st.tuples(st.sampled_from(prefixes), st.from_regex(r"\A[A-Z0-9_]{0,12}\Z")).map("".join),
+    """Names each pattern of the hijack list covers: a leading * stands for a POSIX start
+    (``SYSTEMD_PAGER``), any other for any name characters (``GIT_EXTERNAL_DIFF``)."""
+
+    def regex(pattern: str) -> str:
+        lead = "[A-Z_][A-Z0-9_]{0,8}" if pattern.startswith("*") else ""
+        body = pattern.removeprefix("*").replace("*", "[A-Z0-9_]{0,12}")
+        return rf"\A{lead}{body}\Z"
+
+    return st.one_of(*(st.from_regex(regex(p)) for p in HIJACK_ENV)).filter(
+        lambda name: POSIX_NAME.match(name) is not None and not name.startswith("HORUS_")
     )
 
 
@@ -834,7 +840,8 @@ def test_a_hijacking_env_name_needs_a_grant_naming_it_exactly_not_a_glob(
         policy_restored,
         policy_restored.read_text()
         + f'\n[[grants]]\nwho = ["{keys.public_text(granted)}"]\nrunners = ["shell"]\n'
-        'env = ["LD_*", "PYTHON*", "BASH_ENV"]\n',
+        'env = ["LD_*", "PYTHON*", "BASH_ENV"]\n'
+        f'writable = ["{JOB_FILES}"]\n',
     )
     # Only a glob covers these: refused, though the grant's globs match them.
     for name in ("LD_PRELOAD", "LD_LIBRARY_PATH", "PYTHONPATH", "PYTHONSTARTUP"):

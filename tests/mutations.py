@@ -37,6 +37,7 @@ SWEEPER = (RECOVERY, "-k", "sweeper")
 GUARD = (RECOVERY, "-k", "guard")
 STORE_AWAY = (RECOVERY, "-k", "store_is_away")
 REDELIVERY = (f"{RECOVERY}::test_a_redelivered_message_of_a_finished_job_never_runs",)
+SANDBOX = "tests/unit/test_sandbox.py"
 #: what Redis says of a Lua script that does not compile or run: a broken mutation
 LUA_ERROR = "user_script:"
 
@@ -419,6 +420,42 @@ MUTATIONS: tuple[Mutation, ...] = (
         "if attempt != self.attempt:",
         GUARD,
     ),
+    # -- isolation and the trust it keeps ----------------------------------------------
+    M(
+        "a job that needs a sandbox this machine cannot make is refused (fail closed)",
+        "horus/execution/isolation.py",
+        "    why = sandbox.unavailable(settings.bwrap)\n    if why:\n        raise NoSandbox(",
+        "    why = sandbox.unavailable(settings.bwrap)\n    if False:\n        raise NoSandbox(",
+        (f"{SANDBOX}::test_a_job_that_needs_a_sandbox_this_machine_cannot_make_is_refused",),
+    ),
+    M(
+        "HORUS_HOME, the keys and the policy are covered inside a readable path",
+        "horus/proc/sandbox.py",
+        "                args += _cover(path)",
+        "                pass",
+        (f"{SANDBOX}::test_a_hidden_path_under_a_readable_one_is_covered",),
+    ),
+    M(
+        "a root worker's job drops to a user of its own with no capabilities",
+        "horus/proc/sandbox.py",
+        '"--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]',
+        '"--"]',
+        (f"{SANDBOX}::test_a_root_worker_runs_the_job_as_a_user_of_its_own_without_capabilities",),
+    ),
+    M(
+        "a job may not set the HORUS_* names Horus sets",
+        "horus/job.py",
+        "if name.upper().startswith(RESERVED_ENV_PREFIX):",
+        "if False:",
+        (f"{SANDBOX}::test_a_job_may_not_set_horus_names",),
+    ),
+    M(
+        "a sealed secret opens only for the job and name it was sealed for",
+        "horus/trust/sealing.py",
+        'if inside.get("job") != job_id or inside.get("name") != name:',
+        "if False:",
+        ("tests/unit/test_sealing.py",),
+    ),
 )
 
 
@@ -458,7 +495,9 @@ def run(mutations: tuple[Mutation, ...]) -> int:
             print(f"table: {line}")
         print("the mutation table no longer matches the code: update tests/mutations.py")
         return 2
-    files = sorted({target for m in mutations for target in m.tests if target.endswith(".py")})
+    files = sorted(
+        {t.split("::")[0] for m in mutations for t in m.tests if t.split("::")[0].endswith(".py")}
+    )
     baseline = pytest(tuple(files))
     if baseline.returncode != 0:
         print(baseline.stdout[-4000:], baseline.stderr[-2000:])

@@ -63,6 +63,30 @@ def hidden_paths(settings: Settings) -> tuple[Path, ...]:
     )
 
 
+#: where a cgroup v2 hierarchy lists its controllers (pure v2, or the unified part of a
+#: hybrid v1/v2 machine)
+CGROUP_CONTROLLERS = (
+    Path("/sys/fs/cgroup/cgroup.controllers"),
+    Path("/sys/fs/cgroup/unified/cgroup.controllers"),
+)
+
+
+def limits_in_force() -> str:
+    """Which mechanism enforces a grant's limits on this machine, and why."""
+    found: set[str] = set()
+    for path in CGROUP_CONTROLLERS:
+        try:
+            found |= set(path.read_text().split())
+        except OSError:
+            continue
+    if {"memory", "pids"} <= found:
+        return (
+            "rlimits (this machine has cgroup v2 memory and pids controllers; "
+            "Horus does not use them yet)"
+        )
+    return "rlimits (this machine delegates no cgroup v2 memory and pids controllers)"
+
+
 def describe(settings: Settings) -> str:
     """One line saying which isolation is in force on this machine."""
     why = sandbox.unavailable(settings.bwrap)
@@ -70,7 +94,7 @@ def describe(settings: Settings) -> str:
         return f"isolation: NONE: {why}; jobs that need a sandbox are refused ({INSTALL_HINT})"
     return (
         "isolation: bubblewrap sandbox (user, PID, mount, IPC, UTS, network namespaces), "
-        "limits by rlimits"
+        f"limits by {limits_in_force()}"
     )
 
 

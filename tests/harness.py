@@ -74,6 +74,13 @@ def tagged(tag: str) -> list[int]:
     return found
 
 
+def plugin_env() -> dict[str, str]:
+    """The environment that lets a worker load the test runners of :data:`PLUGINS`."""
+    return {
+        "PYTHONPATH": os.pathsep.join(p for p in (str(PLUGINS), os.environ.get("PYTHONPATH")) if p)
+    }
+
+
 def horus_cmd(*args: str) -> list[str]:
     """The argv of a `horus` command run with this interpreter."""
     return [sys.executable, "-m", "horus", *args]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import tempfile
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from horus.config import Settings
@@ -37,9 +38,11 @@ class Isolation:
     workdir_bytes: int | None = None
 
 
+@cache
 def python_paths() -> tuple[Path, ...]:
     """The worker's Python installation, which sandboxed jobs see read-only: its prefixes,
-    its import path and the interpreter script of :meth:`horus.runner.RunContext.call`."""
+    its import path and the interpreter script of :meth:`horus.runner.RunContext.call`
+    (looked up once per process)."""
     found = [Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix)]
     found += [Path(entry) for entry in sys.path if entry]
     found.append(CHILD.parent)
@@ -101,15 +104,12 @@ def describe(settings: Settings) -> str:
 def for_job(grant: Grant | None, settings: Settings, runner_id: str) -> Isolation:
     """The isolation the job admitted by ``grant`` runs with; :class:`NoSandbox` when it
     needs a sandbox this machine cannot make."""
-    limits = grant.limits if grant is not None else None
-    output_cap = OUTPUT_CAP
-    workdir_bytes = None
-    if limits is not None:
-        if limits.output_kb is not None:
-            output_cap = limits.output_kb * 1024
-        if limits.workdir_mb is not None:
-            workdir_bytes = limits.workdir_mb * 1024 * 1024
-    if grant is not None and grant.sandbox == "none":
+    if grant is None:  # a worker without a policy to check (the client's own checks)
+        grant = Grant(unsigned=True, runners=(runner_id,))
+    limits = grant.limits
+    output_cap = limits.output_kb * 1024 if limits.output_kb is not None else OUTPUT_CAP
+    workdir_bytes = limits.workdir_mb * 1024 * 1024 if limits.workdir_mb is not None else None
+    if grant.sandbox == "none":
         return Isolation(None, output_cap, workdir_bytes)
     why = sandbox.unavailable(settings.bwrap)
     if why:
@@ -117,21 +117,17 @@ def for_job(grant: Grant | None, settings: Settings, runner_id: str) -> Isolatio
             f"this worker cannot sandbox jobs: {why}; {INSTALL_HINT}, or let a grant set "
             f'sandbox = "none" for runner {runner_id!r}'
         )
-    readable = grant.readable if grant is not None else ()
-    writable = grant.writable if grant is not None else ()
     box = Sandbox(
         bwrap=settings.bwrap,
-        network=grant.network if grant is not None else False,
-        readable=(*python_paths(), *(Path(p) for p in readable)),
-        writable=tuple(Path(p) for p in writable),
+        network=grant.network,
+        readable=(*python_paths(), *(Path(p) for p in grant.readable)),
+        writable=tuple(Path(p) for p in grant.writable),
         hidden=hidden_paths(settings),
         limits=Limits(
             memory_mb=limits.memory_mb,
             cpu_seconds=limits.cpu_seconds,
             file_mb=limits.file_mb if limits.file_mb is not None else limits.workdir_mb,
             processes=limits.processes,
-        )
-        if limits is not None
-        else Limits(),
+        ),
     )
     return Isolation(box, output_cap, workdir_bytes)

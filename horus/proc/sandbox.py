@@ -113,11 +113,12 @@ class Sandbox:
         args += _system()
         args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
         bound: list[Path] = []
+        made: set[Path] = set()
         for path in _outermost(self.readable):
-            args += [*_parents(path, bound), "--ro-bind-try", str(path), str(path)]
+            args += [*_parents(path, bound, made), "--ro-bind-try", str(path), str(path)]
         for path in _outermost(self.writable):
-            args += [*_parents(path, bound), "--bind-try", str(path), str(path)]
-        args += [*_parents(workdir, bound), "--bind", str(workdir), str(workdir)]
+            args += [*_parents(path, bound, made), "--bind-try", str(path), str(path)]
+        args += [*_parents(workdir, bound, made), "--bind", str(workdir), str(workdir)]
         for path in self.hidden:
             if _in_system(path) or any(path.is_relative_to(b) for b in bound):
                 args += _cover(path)
@@ -139,25 +140,30 @@ def _outermost(paths: Sequence[Path]) -> list[Path]:
 
 
 def _in_system(path: Path) -> bool:
-    return any(path.is_relative_to(p) for p in SYSTEM) or path.parts[1:2] in [(m,) for m in MERGED]
+    """True for a path under the read-only system every sandbox sees."""
+    merged = len(path.parts) > 1 and path.parts[1] in MERGED
+    return merged or any(path.is_relative_to(p) for p in SYSTEM)
 
 
-def _parents(path: Path, bound: list[Path]) -> list[str]:
+def _parents(path: Path, bound: list[Path], made: set[Path]) -> list[str]:
     """Directories to make, traversable, on the way to ``path``, which is then bound
     (bubblewrap would copy the host's modes: a root worker's ``/root`` would shut out the
-    job's own user); none inside what is bound already."""
+    job's own user); none inside what is bound already, none made twice."""
     args: list[str] = []
     for parent in reversed(path.parents[:-1]):
         inside = any(parent.is_relative_to(b) for b in bound)
-        if inside or _in_system(parent) or parent == Path("/tmp") or str(parent) in args:
+        if inside or parent in made or _in_system(parent) or parent == Path("/tmp"):
             continue
+        made.add(parent)
         args += ["--perms", "0755", "--dir", str(parent)]
     bound.append(path)
     return args
 
 
-def _system() -> list[str]:
-    """The read-only system: /usr, /etc, /opt, and /bin, /lib... as on the host."""
+@cache
+def _system() -> tuple[str, ...]:
+    """The read-only system: /usr, /etc, /opt, and /bin, /lib... as on the host (looked up
+    once per process)."""
     args: list[str] = []
     for path in SYSTEM:
         if os.path.isdir(path):
@@ -168,7 +174,7 @@ def _system() -> list[str]:
             args += ["--symlink", os.readlink(host), str(host)]
         elif host.is_dir():
             args += ["--ro-bind", str(host), str(host)]
-    return args
+    return tuple(args)
 
 
 def _cover(path: Path) -> list[str]:
@@ -182,7 +188,9 @@ def _cover(path: Path) -> list[str]:
 
 
 @cache
-def _probe(bwrap: str, uid: int | None) -> str | None:
+def _probe(bwrap: str, pid: int) -> str | None:
+    """Start one sandbox (once per ``bwrap`` and process: a forked pool process runs its
+    jobs as another user, so it looks again)."""
     if shutil.which(bwrap) is None:
         return f"{bwrap} is not installed"
     box = Sandbox(bwrap=bwrap)
@@ -202,4 +210,4 @@ def _probe(bwrap: str, uid: int | None) -> str | None:
 def unavailable(bwrap: str = "bwrap") -> str | None:
     """Why sandboxes cannot be made on this machine, or None when they can (checked once
     per process by starting one)."""
-    return _probe(bwrap, Sandbox(bwrap=bwrap).uid)
+    return _probe(bwrap, os.getpid())

@@ -65,6 +65,8 @@ class Sweeper:
         #: started): leases are not taken back for one lease period after that, so workers
         #: that lost the store too can renew or record their jobs first
         self.reachable_since = 0.0 if settled else time.time()
+        #: the worker key, which signs the results the sweeper writes (if this machine has it)
+        self.result_key = keys.load_optional(self.settings.worker_key_path)
 
     def sweep(self) -> Sweep:
         """One pass over expired leases, due retries and stale messages."""
@@ -155,8 +157,7 @@ class Sweeper:
             worker=record.worker,
             attempt=record.attempt,
         )
-        key = keys.load_optional(self.lifecycle.store.settings.worker_key_path)
-        return attest.result_fields(result, now.isoformat(), key)
+        return attest.result_fields(result, now.isoformat(), self.result_key)
 
     def _republish(self, job_id: str, served: set[str] | None = None) -> bool:
         """Publish a pending job's message again; with ``served``, only if a live worker

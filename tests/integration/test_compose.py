@@ -27,16 +27,19 @@ def compose_command() -> list[str] | None:
     return None
 
 
-@pytest.fixture(scope="module")
-def compose() -> dict[str, Any]:
+def needed_compose() -> list[str]:
+    """The compose command; the test skips without one, and fails in CI (it must run)."""
     command = compose_command()
     if command is None:
         if os.environ.get("CI") == "true":
             pytest.fail("CI needs docker compose or docker-compose (.ci/run installs it)")
         pytest.skip("neither docker compose nor docker-compose is installed")
-    env = {k: v for k, v in os.environ.items() if k != "FLOWER_BASIC_AUTH"}
-    env["HORUS_REDIS_PASSWORD"] = PASSWORD
-    done = subprocess.run(
+    return command
+
+
+def config_of(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``compose config`` of compose.yaml with ``env``."""
+    return subprocess.run(
         [*command, "-f", "compose.yaml", "config"],
         cwd=REPO,
         env=env,
@@ -44,6 +47,13 @@ def compose() -> dict[str, Any]:
         text=True,
         timeout=60,
     )
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    command = needed_compose()
+    env = {k: v for k, v in os.environ.items() if k != "FLOWER_BASIC_AUTH"}
+    done = config_of(command, {**env, "HORUS_REDIS_PASSWORD": PASSWORD})
     assert done.returncode == 0, done.stderr
     return dict(yaml.safe_load(done.stdout))
 
@@ -84,18 +94,9 @@ def test_compose_redis_needs_a_password_every_service_gives(compose: dict[str, A
 
 
 def test_compose_refuses_to_start_without_a_redis_password() -> None:
-    command = compose_command()
-    if command is None:
-        pytest.skip("neither docker compose nor docker-compose is installed")
+    command = needed_compose()
     env = {k: v for k, v in os.environ.items() if k != "HORUS_REDIS_PASSWORD"}
-    done = subprocess.run(
-        [*command, "-f", "compose.yaml", "config"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = config_of(command, env)
     assert done.returncode != 0
     assert "HORUS_REDIS_PASSWORD" in done.stderr
 

@@ -58,7 +58,7 @@ from horus.store.records import Store
 from horus.trust import keys, sealing, signing
 from horus.trust.gate import Gate
 from horus.trust.policy import HIJACK_ENV, hijacks
-from tests.harness import JOB_FILES, PLUGINS, WorkerProcess, pid_alive, wait_until
+from tests.harness import JOB_FILES, WorkerProcess, pid_alive, plugin_env, wait_until
 
 app = make_app(config.load())
 pytestmark = pytest.mark.integration
@@ -1007,8 +1007,7 @@ def own_worker(embedded_redis: EmbeddedRedis) -> Iterator[WorkerProcess]:
     """A worker of its own on the echo test runner's queue: a message that kills it kills
     no worker other tests rely on."""
     purge(queue_for("echo"))
-    path = os.pathsep.join(p for p in (str(PLUGINS), os.environ.get("PYTHONPATH")) if p)
-    worker = WorkerProcess(["echo"], 1, {"PYTHONPATH": path}).start()
+    worker = WorkerProcess(["echo"], 1, plugin_env()).start()
     try:
         yield worker
     finally:

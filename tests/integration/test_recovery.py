@@ -32,7 +32,7 @@ from horus.store.lifecycle import Lifecycle
 from horus.store.records import Store
 from horus.subscribers import default_bus
 from horus.trust.signing import CancelRequest
-from tests.harness import PLUGINS, WorkerProcess, attach_cancel, pid_alive, run_horus, wait_until
+from tests.harness import WorkerProcess, attach_cancel, pid_alive, plugin_env, run_horus, wait_until
 
 app = make_app(config.load())
 pytestmark = pytest.mark.integration
@@ -41,7 +41,7 @@ TIMING = Timing(
     lease=2.0, sweep_interval=0.2, retry_base=1.0, republish_after=3.0, shutdown_grace=1.0
 )
 ENV = {
-    "PYTHONPATH": os.pathsep.join(p for p in (str(PLUGINS), os.environ.get("PYTHONPATH")) if p),
+    **plugin_env(),
     "HORUS_LEASE": str(TIMING.lease),
     "HORUS_RETRY_BASE": str(TIMING.retry_base),
     "HORUS_SHUTDOWN_GRACE": str(TIMING.shutdown_grace),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from horus.job import Job, JobStatus
 from horus.runner import OUTPUT_CAP
 from horus.store import keys, workers
 from tests.conftest import WORKER_SECRET
-from tests.harness import PLUGINS, WorkerProcess, sleep_tag, tagged, wait_until
+from tests.harness import WorkerProcess, plugin_env, sleep_tag, tagged, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -189,8 +188,7 @@ def test_payload_the_runner_cannot_run_is_refused_at_enqueue(client: Client) -> 
 @pytest.fixture(scope="module")
 def echo_worker(embedded_redis: object) -> Iterator[WorkerProcess]:
     """A worker with a third-party runner installed only on its own PYTHONPATH."""
-    path = os.pathsep.join(p for p in (str(PLUGINS), os.environ.get("PYTHONPATH")) if p)
-    worker = WorkerProcess(["echo"], 1, {"PYTHONPATH": path}).start()
+    worker = WorkerProcess(["echo"], 1, plugin_env()).start()
     yield worker
     worker.stop()
 

@@ -12,15 +12,14 @@ import pytest
 from horus.client import Client
 from horus.job import JobStatus, parse_job
 from horus.services.embedded import EmbeddedRedis
-from tests.harness import PLUGINS, WorkerProcess, run_horus
+from tests.harness import WorkerProcess, plugin_env, run_horus
 from tests.security.conftest import BOXED, Attacker
 
 
 @pytest.fixture
 def unboxed_worker(embedded_redis: EmbeddedRedis) -> Iterator[WorkerProcess]:
     """A worker of the chaos test runner on a machine without bubblewrap."""
-    path = os.pathsep.join(p for p in (str(PLUGINS), os.environ.get("PYTHONPATH")) if p)
-    env = {"PYTHONPATH": path, "HORUS_BWRAP": "/nonexistent/bwrap"}
+    env = {**plugin_env(), "HORUS_BWRAP": "/nonexistent/bwrap"}
     worker = WorkerProcess(["chaos"], 1, env).start()
     try:
         yield worker

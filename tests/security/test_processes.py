@@ -11,7 +11,7 @@ import pytest
 from horus.client import Client
 from horus.job import JobStatus, parse_job
 from horus.services.embedded import EmbeddedRedis
-from tests.harness import PLUGINS, WorkerProcess, sleep_tag, tagged, wait_until
+from tests.harness import WorkerProcess, plugin_env, sleep_tag, tagged, wait_until
 from tests.security.conftest import BOXED, Attacker
 
 #: a child in a session of its own, and one in a process group of its own (Python's setpgid)
@@ -21,24 +21,19 @@ ESCAPE = (
 )
 
 
-def test_no_process_of_a_job_outlives_its_timeout(
-    attacker: Attacker, workers: dict[str, WorkerProcess]
+@pytest.mark.parametrize(
+    ("end", "status"), [("timeout", JobStatus.TIMEOUT), ("cancel", JobStatus.CANCELLED)]
+)
+def test_no_process_of_a_job_outlives_its_timeout_or_cancel(
+    attacker: Attacker, workers: dict[str, WorkerProcess], end: str, status: JobStatus
 ) -> None:
     tag = sleep_tag()
-    job_id = attacker.client.submit(attacker.job(ESCAPE.format(tag=tag) + "sleep 60", timeout=3))
+    timeout = 3 if end == "timeout" else 30
+    job_id = attacker.client.submit(attacker.job(ESCAPE.format(tag=tag) + "sleep 60", timeout))
     assert wait_until(lambda: len(tagged(tag)) == 2, timeout=20)  # both escaped and run
-    assert attacker.client.wait(job_id, timeout=30).status is JobStatus.TIMEOUT
-    assert wait_until(lambda: not tagged(tag), timeout=5)
-
-
-def test_no_process_of_a_job_outlives_its_cancel(
-    attacker: Attacker, workers: dict[str, WorkerProcess]
-) -> None:
-    tag = sleep_tag()
-    job_id = attacker.client.submit(attacker.job(ESCAPE.format(tag=tag) + "sleep 60"))
-    assert wait_until(lambda: len(tagged(tag)) == 2, timeout=20)
-    Client().cancel_job(job_id)  # the local key: a canceller
-    assert attacker.client.wait(job_id, timeout=30).status is JobStatus.CANCELLED
+    if end == "cancel":
+        Client().cancel_job(job_id)  # the local key: a canceller
+    assert attacker.client.wait(job_id, timeout=30).status is status
     assert wait_until(lambda: not tagged(tag), timeout=5)
 
 
@@ -54,8 +49,7 @@ def test_no_process_of_a_job_outlives_a_job_that_exits(
 @pytest.fixture
 def chaos_worker(embedded_redis: EmbeddedRedis) -> Iterator[WorkerProcess]:
     """A worker of the chaos test runner: the test kills it."""
-    path = os.pathsep.join(p for p in (str(PLUGINS), os.environ.get("PYTHONPATH")) if p)
-    worker = WorkerProcess(["chaos"], 1, {"PYTHONPATH": path}).start()
+    worker = WorkerProcess(["chaos"], 1, plugin_env()).start()
     try:
         yield worker
     finally:

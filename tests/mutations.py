@@ -420,6 +420,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         "if attempt != self.attempt:",
         GUARD,
     ),
+    M(
+        "a sandboxed job that exited 0 as its worker process died is written as exited 0",
+        "horus/proc/keeper.py",
+        '[ -z "$j" ] || { kill -9 "$j" 2>/dev/null; return; }',
+        '[ -z "$j" ] || { kill -9 "$p" 2>/dev/null; return; }',
+        ("tests/unit/test_keeper.py", "-k", "exited_0"),
+    ),
     # -- isolation and the trust it keeps ----------------------------------------------
     M(
         "a job that needs a sandbox this machine cannot make is refused (fail closed)",

@@ -13,10 +13,15 @@ interrupts ``wait`` only makes it wait again), writes its exit status to
 before recording that exit, whoever reaps the group (the sweeper, the worker's main
 process) still learns that the job ran to its end. When the worker process dies (SIGUSR2)
 it kills the job at once, so that the job never goes on to its effects while it is
-recovered elsewhere; a sandboxed job through the sandbox's init (its first process inside),
-whose end takes every process of the sandbox with it before the sandbox's outer process,
-the keeper's child, exits: the keeper only writes the exit once the sandbox is empty.
-SIGTERM (a timeout, a cancel) reaches the job through the group; the keeper waits.
+recovered elsewhere. It kills the job's own first process, never what reports its exit: a
+job that has just exited keeps the status it exited with (a zombie cannot be killed), and
+its exit 0 is written as 0, not as the kill. A sandboxed job's first process is the child
+of the sandbox's init (pid 1 inside, the child of the sandbox's outer process, the keeper's
+child); the init reports how that process ended to the outer process, which exits with
+it, and the init's end (bubblewrap's ``--die-with-parent``) takes every process of the
+sandbox with it. While the sandbox is still being made, the keeper waits a moment for the
+job's first process to kill it; should it never come, the keeper kills the init. SIGTERM
+(a timeout, a cancel) reaches the job through the group; the keeper waits.
 """
 
 from __future__ import annotations
@@ -38,9 +43,21 @@ SCRIPT = """\
 read -r go && [ "$go" = go ] && [ "$PPID" = "$HORUS_PARENT" ] || exit 137
 unset HORUS_PARENT
 d=$1; b=$2; shift 2
+first() {
+  f=; { read -r f _; } 2>/dev/null < "/proc/$1/task/$1/children"
+}
 end() {
-  k=; [ -z "$b" ] || k=$(cat "/proc/$c/task/$c/children" 2>/dev/null)
-  kill -9 ${k:-$c} 2>/dev/null
+  [ -n "$b" ] || { kill -9 "$c" 2>/dev/null; return; }
+  n=0
+  while [ "$n" -lt 200 ]; do
+    first "$c"; p=$f; j=
+    [ -z "$p" ] || { first "$p"; j=$f; }
+    [ -z "$j" ] || { kill -9 "$j" 2>/dev/null; return; }
+    st=; { read -r _ _ st _; } 2>/dev/null < "/proc/$c/stat"
+    [ "$st" = Z ] || [ -z "$st" ] && return
+    n=$((n + 1)); sleep 0.01
+  done
+  kill -9 "${p:-$c}" 2>/dev/null
 }
 trap 'i=1' TERM
 trap 'i=1; dead=1; [ -z "$c" ] || end' USR2

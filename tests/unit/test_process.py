@@ -1,12 +1,10 @@
-"""The launcher with real /bin/sh processes: outcomes, deadlines, cancel, output, stdin, the
-group marker it leaves while a job runs, and the go line a job waits for."""
+"""The launcher with real /bin/sh processes: outcomes, deadlines, cancel, output, stdin and
+the group marker it leaves while a job runs."""
 
 from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,8 +15,6 @@ from horus.execution.isolation import Isolation
 from horus.execution.launcher import AttemptLauncher
 from horus.job import JobStatus
 from horus.proc.groups import start_time
-from horus.proc.keeper import DIE_WITH_WORKER, GO
-from horus.proc.keeper import wrap as _die_with_me
 from horus.runner import Outcome
 from tests.harness import pid_alive
 
@@ -268,105 +264,6 @@ def test_run_process_records_its_scratch_directory_while_it_runs(tmp_path: Path)
     assert seen
     assert seen[0].endswith(f" job-3 2\n{tmp_path}")
     assert list(groups.iterdir()) == []
-
-
-needs_setpriv = pytest.mark.skipif(not DIE_WITH_WORKER, reason="no setpriv (util-linux) here")
-
-
-def launch(canary: Path, parent: int, stdin: bytes | None) -> int:
-    """Start a job that touches ``canary`` the way run_process does, as the child of a
-    worker process ``parent``; ``stdin`` is what it gets (None: its writer died at once)."""
-    proc = subprocess.Popen(
-        _die_with_me(["/bin/sh", "-c", f"touch {canary}"], None),
-        env={**ENV, "HORUS_PARENT": str(parent)},
-        stdin=subprocess.PIPE,
-    )
-    proc.communicate(stdin or b"", timeout=5)
-    return proc.returncode
-
-
-@needs_setpriv
-def test_a_job_starts_only_after_its_worker_process_sent_the_go_line(tmp_path: Path) -> None:
-    """The worker process records the job's group, then sends the go line: a job whose
-    worker process died before that never runs, so no job runs unrecorded."""
-    canary = tmp_path / "ran"
-    assert launch(canary, os.getpid(), None) == 137  # the pipe closed, no go line
-    assert launch(canary, os.getpid(), b"ready\n") == 137
-    assert not canary.exists()
-    assert launch(canary, os.getpid(), GO) == 0
-    assert canary.exists()
-
-
-@needs_setpriv
-def test_a_job_whose_worker_process_is_not_its_parent_never_starts(tmp_path: Path) -> None:
-    """Its worker process died before the death signal was armed: the job has another parent."""
-    canary = tmp_path / "ran"
-    gone = subprocess.Popen(["true"])
-    gone.wait()
-    assert launch(canary, gone.pid, GO) == 137
-    assert not canary.exists()
-
-
-WORKER = """
-import os, subprocess, sys, time
-from pathlib import Path
-from horus.proc.keeper import GO, wrap as _die_with_me
-groups = Path(sys.argv[1])
-keeper = subprocess.Popen(
-    _die_with_me(["/bin/sh", "-c", sys.argv[2]], groups),
-    env={"PATH": "/usr/bin:/bin", "HORUS_PARENT": str(os.getpid())},
-    stdin=subprocess.PIPE,
-    start_new_session=True,
-)
-keeper.stdin.write(GO)
-keeper.stdin.close()
-print(keeper.pid, flush=True)
-started = Path(sys.argv[4])
-end = time.monotonic() + 10
-while not started.exists() and time.monotonic() < end:  # the job runs: its keeper is set
-    time.sleep(0.01)
-time.sleep(float(sys.argv[3]))
-os._exit(0)  # the worker process dies, its job not reaped
-"""
-
-
-def worker_dies_after(seconds: float, script: str, groups: Path) -> int:
-    """A worker process that starts ``script`` under its keeper and dies ``seconds`` after
-    the job started; returns the keeper's pid (its group id)."""
-    groups.mkdir(exist_ok=True)
-    started = groups.parent / "started"
-    script = f"touch {started}; {script}"
-    done = subprocess.run(
-        [sys.executable, "-c", WORKER, str(groups), script, str(seconds), str(started)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    return int(done.stdout)
-
-
-@needs_setpriv
-def test_a_jobs_keeper_kills_it_the_moment_its_worker_process_dies(tmp_path: Path) -> None:
-    groups, canary = tmp_path / "groups", tmp_path / "ran"
-    keeper = worker_dies_after(0.2, f"sleep 2; touch {canary}", groups)
-    exit_file = groups / f"exit-{keeper}"
-    deadline = time.monotonic() + 5
-    while not exit_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert exit_file.read_text().strip() == str(128 + signal.SIGKILL)
-    time.sleep(2.5)
-    assert not canary.exists()  # it never got to its effect
-
-
-@needs_setpriv
-def test_a_job_that_exited_before_its_worker_process_died_leaves_its_exit_behind(
-    tmp_path: Path,
-) -> None:
-    groups, canary = tmp_path / "groups", tmp_path / "ran"
-    keeper = worker_dies_after(0.5, f"touch {canary}; exit 0", groups)
-    assert canary.exists()
-    assert (groups / f"exit-{keeper}").read_text().strip() == "0"
 
 
 def test_run_process_leaves_no_exit_file_behind(tmp_path: Path) -> None:

@@ -84,6 +84,8 @@ def main() -> None:
         reports.append(report)
         print(line(report), flush=True)
     bad = [r for r in reports if r["lost"] or r["duplicated"]]
+    for report in bad:  # what the next reader needs to tell the cause
+        print(f"{report['fault']}: {json.dumps(report['evidence'], indent=1)}", flush=True)
     sys.exit(1 if bad else 0)
 
 
@@ -209,9 +211,8 @@ def summarize(
     note: str = "",
 ) -> dict[str, Any]:
     """Count lost, duplicated, run twice and recovered from the records and the ledger."""
-    lines = Counter(
-        text.split()[0] for text in (ledger.read_text().splitlines() if ledger.exists() else [])
-    )
+    written = ledger.read_text().splitlines() if ledger.exists() else []
+    lines = Counter(text.split()[0] for text in written)
     honest = [j for j in records if j not in poison]
     lost = [j for j in honest if records[j].get("status") != "completed" or lines[j] == 0]
     duplicated = [j for j in honest if lines[j] > 1]
@@ -231,6 +232,16 @@ def summarize(
         if restarted and before:
             waits.append(restarted - before[-1])
     waits.sort()
+    evidence = {
+        job_id: {
+            "ledger": [text for text in written if text.split()[0] == job_id],
+            "record": {
+                k: records[job_id].get(k)
+                for k in ("status", "attempt", "exited", "worker", "result", "history")
+            },
+        }
+        for job_id in (lost[:3] + duplicated[:3])
+    }
     return {
         "fault": fault,
         "broker": broker,
@@ -246,6 +257,7 @@ def summarize(
         "injected": len(kills),
         "seconds": time.time() - started,
         "note": note,
+        "evidence": evidence,
     }
 
 

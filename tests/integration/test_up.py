@@ -117,7 +117,9 @@ def test_a_port_in_use_is_refused_before_anything_starts(home: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         env = {**os.environ, "HORUS_HOME": str(home)}
-        run = run_horus("up", "--metrics-port", str(port), env=env)
+        # Flower on a free port of its own: only the metrics port is taken
+        flower = str(free_port())
+        run = run_horus("up", "--metrics-port", str(port), "--flower-port", flower, env=env)
     assert run.returncode == 2
     assert run.stderr.strip() == (
         f"horus: The metrics endpoint cannot listen on 127.0.0.1:{port} (Address already "

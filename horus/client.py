@@ -9,18 +9,20 @@ will apply, is recorded as pending, and only then is published to its runner's q
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from celery import Celery
+from kombu.exceptions import OperationalError
 from nacl.signing import SigningKey
 
 from horus import config, registry
-from horus.config import Settings
+from horus.config import Settings, redact
 from horus.errors import (
     BrokerUnavailable,
+    HorusError,
     InvalidJob,
     JobNotFound,
     JobStateError,
@@ -37,6 +39,20 @@ from horus.subscribers import default_bus
 from horus.trust import attest, sealing, signing
 from horus.trust.gate import Gate, signing_keys
 from horus.trust.signing import CancelRequest
+
+#: jobs recorded in one round trip by :meth:`Client.submit_many`
+BATCH = 500
+
+
+class Submitted(NamedTuple):
+    """What became of one job of :meth:`Client.submit_many`: its id, or why it was not
+    submitted."""
+
+    id: str | None
+    error: str | None
+    #: not submitted because the broker or the job store could not be reached (sending it
+    #: again later may work); a job refused for what it is says False
+    unreached: bool = False
 
 
 class Client:
@@ -130,6 +146,81 @@ class Client:
             self.lifecycle.discard(created)  # nothing half-written: no record without a message
             raise
         return created.id
+
+    def submit_many(
+        self,
+        jobs: Iterable[Job | dict[str, Any]],
+        batch: int = BATCH,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[Submitted]:
+        """Submit many jobs at once: each is signed, checked, recorded and published as by
+        :meth:`submit` (its own id, record, signature check and result), but the records of
+        a batch are written in one round trip and its messages share one connection.
+
+        Returns one :class:`Submitted` per job, in order: its id, or the one-line reason it
+        was not submitted (a bad job does not stop the others). Should the broker be away,
+        the jobs not yet published are not recorded either, and each says so. ``progress``
+        hears how many jobs each batch settled."""
+        done: list[Submitted] = []
+        pending: list[tuple[int, Job]] = []
+        away: str | None = None
+
+        def flush() -> None:
+            nonlocal away
+            if not pending:
+                return
+            slots = [i for i, _ in pending]
+            jobs_ = [job for _, job in pending]
+            if away is None:
+                away = self._send_batch(jobs_, slots, done)
+            if away is not None:
+                for i in slots:
+                    if done[i].error is None and done[i].id is None:
+                        done[i] = Submitted(None, away, unreached=True)
+            if progress is not None:
+                progress(len(pending))
+            pending.clear()
+
+        for item in jobs:
+            done.append(Submitted(None, None))
+            try:
+                pending.append((len(done) - 1, self.check(self.prepare(item))))
+            except HorusError as exc:  # a bad job: reported, and the others go on
+                done[-1] = Submitted(None, str(exc))
+                if progress is not None:
+                    progress(1)
+            if len(pending) >= batch:
+                flush()
+        flush()
+        return done
+
+    def _send_batch(self, jobs: list[Job], slots: list[int], done: list[Submitted]) -> str | None:
+        """Record and publish one batch; the reason every unsent job was dropped if the
+        broker is away (None otherwise)."""
+        try:
+            made = self.lifecycle.create_many(jobs, sending=True)
+        except BrokerUnavailable as exc:  # the job store is away: the batches after too
+            return f"not submitted: {exc}"
+        created = []
+        for job, slot, ok in zip(jobs, slots, made, strict=True):
+            if ok:
+                created.append((job, slot))
+            else:
+                done[slot] = Submitted(None, f"job id {job.id!r} is taken; leave id unset")
+        sent = 0
+        try:
+            with self.app.producer_or_acquire() as producer:
+                for job, slot in created:
+                    publish(self.app, job, producer)
+                    done[slot] = Submitted(job.id, None)
+                    sent += 1
+        except (BrokerUnavailable, OperationalError) as exc:
+            for job, _slot in created[sent:]:
+                self.lifecycle.discard(job)  # nothing half-written: no record without a message
+            if not isinstance(exc, BrokerUnavailable):
+                exc = BrokerUnavailable(redact(str(self.app.conf.broker_url)), str(exc))
+            return f"not submitted: {exc}"
+        return None
 
     def run_job_and_await_result(
         self,

@@ -86,11 +86,21 @@ def horus_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "horus", *args]
 
 
-def run_horus(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run a `horus` command as a user would, from the repository, and capture its output."""
-    return subprocess.run(
-        horus_cmd(*args), env=env, cwd=REPO, capture_output=True, text=True, timeout=60
-    )
+def run_horus(
+    *args: str, env: dict[str, str] | None = None, stdin: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a `horus` command as a user would, from the repository, and capture its output
+    (its stdin the file ``stdin``, if given)."""
+    with open(stdin or os.devnull, encoding="utf-8") as given:
+        return subprocess.run(
+            horus_cmd(*args),
+            env=env,
+            cwd=REPO,
+            stdin=given,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
 
 def end_group(proc: subprocess.Popen[bytes] | subprocess.Popen[str], grace: float = 15.0) -> None:

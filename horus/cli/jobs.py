@@ -7,10 +7,11 @@ import os
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import click
 
+from horus.cli import bulk
 from horus.cli.group import Command, cli
 from horus.client import Client
 from horus.errors import InvalidJob, JobStateError
@@ -113,8 +114,15 @@ def print_result(result: JobResult, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("runner")
-@click.argument("payload")
+@click.argument("runner", required=False)
+@click.argument("payload", required=False)
+@click.option(
+    "--from-file",
+    "from_file",
+    type=click.File("r", encoding="utf-8"),
+    help="Submit every job of this JSON Lines file (one job object per line; - for stdin); "
+    "the options below fill the fields a line leaves out.",
+)
 @click.option("--timeout", "-t", type=int, help="Seconds before the job is killed (default 60).")
 @click.option("--env", "-e", "env", multiple=True, metavar="K=V", help="Environment variable.")
 @click.option(
@@ -154,8 +162,9 @@ def print_result(result: JobResult, as_json: bool) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def enqueue(
-    runner: str,
-    payload: str,
+    runner: str | None,
+    payload: str | None,
+    from_file: IO[str] | None,
     timeout: int | None,
     env: tuple[str, ...],
     params: tuple[str, ...],
@@ -169,15 +178,20 @@ def enqueue(
     wait: bool,
     as_json: bool,
 ) -> None:
-    """Submit PAYLOAD to RUNNER and print the job id.
+    """Submit PAYLOAD to RUNNER and print the job id, or every job of --from-file FILE
+    and print their ids in line order (a bad line goes to stderr with its number, the others
+    go on; exit 1 if any line was not submitted, 5 if the broker could not be reached).
 
     PAYLOAD '-' reads stdin, '@path' reads a file. With --wait, print the job id on stderr,
     stream the job's output as it comes, and exit 0 if it completed, 1 if it failed, 3 if it
     timed out, 4 if it was cancelled.
     """
+    if from_file is not None and (runner is not None or wait or secrets):
+        raise InvalidJob(
+            "--from-file takes every job from its lines: drop RUNNER PAYLOAD, --wait and "
+            "--secret (submit a job that needs them on its own)"
+        )
     fields: dict[str, Any] = {
-        "runner_id": runner,
-        "payload": read_payload(payload),
         "env_vars": parse_pairs(env, "--env", allow_json=False),
         "params": parse_pairs(params, "--param", allow_json=True),
         "context_id": context,
@@ -189,6 +203,12 @@ def enqueue(
     if max_attempts is not None:
         fields["max_attempts"] = max_attempts
     client = Client(keys=key_paths or None, validity=expires_in)
+    if from_file is not None:
+        given = {k: v for k, v in fields.items() if v not in ({}, [], None)}
+        sys.exit(bulk.enqueue_file(from_file, given, client, as_json))
+    if runner is None or payload is None:
+        raise InvalidJob("give RUNNER and PAYLOAD (or --from-file FILE); see horus enqueue --help")
+    fields.update(runner_id=runner, payload=read_payload(payload))
     job_id = client.submit(parse_job(fields), read_secrets(secrets))
     if not wait:
         click.echo(json.dumps({"id": job_id}) if as_json else job_id)

@@ -7,6 +7,8 @@ worker for the jobs it hands back. Every message carries the whole signed job as
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Celery
 from kombu.exceptions import OperationalError
 
@@ -16,8 +18,9 @@ from horus.job import Job
 from horus.routing import queue_for, task_for
 
 
-def publish(app: Celery, job: Job) -> None:
-    """Publish ``job`` to its runner's queue; :class:`BrokerUnavailable` if it cannot."""
+def publish(app: Celery, job: Job, producer: Any = None) -> None:
+    """Publish ``job`` to its runner's queue; :class:`BrokerUnavailable` if it cannot.
+    ``producer`` (one of ``app.producer_or_acquire()``) lets many jobs share one connection."""
     summary = f"runner={job.runner_id} payload={job.payload[:80]!r}"
     try:
         app.send_task(
@@ -28,6 +31,7 @@ def publish(app: Celery, job: Job) -> None:
             routing_key=queue_for(job.runner_id),
             argsrepr=summary,
             kwargsrepr="{}",
+            producer=producer,
             retry=True,
             retry_policy={
                 "max_retries": 2,

@@ -27,9 +27,17 @@ class Scripts:
     def __init__(self, client: redis.Redis[str]) -> None:
         self._scripts = {name: client.register_script(source(name)) for name in NAMES}
 
-    def call(self, name: str, job_id: str, *args: object, extra_keys: tuple[str, ...] = ()) -> Any:
-        """Run script ``name`` on job ``job_id``; ``args`` follow the key prefixes."""
+    def call(
+        self,
+        name: str,
+        job_id: str,
+        *args: object,
+        extra_keys: tuple[str, ...] = (),
+        client: redis.client.Pipeline[str] | None = None,
+    ) -> Any:
+        """Run script ``name`` on job ``job_id``; ``args`` follow the key prefixes. With
+        ``client`` (a pipeline) the call is queued there, its answer in the pipeline's."""
         head_keys, head_args = keys.lifecycle(job_id)
         return self._scripts[name](
-            keys=[*head_keys, *extra_keys], args=[*head_args, *map(str, args)]
+            keys=[*head_keys, *extra_keys], args=[*head_args, *map(str, args)], client=client
         )

@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from celery import Celery
-from kombu.exceptions import OperationalError
 from nacl.signing import SigningKey
 
 from horus import config, registry
-from horus.config import Settings, redact
+from horus.config import Settings
 from horus.errors import (
     BrokerUnavailable,
     HorusError,
@@ -30,7 +29,7 @@ from horus.errors import (
 )
 from horus.job import Job, JobResult, JobStatus, parse_job
 from horus.messaging.app import make_app
-from horus.messaging.publish import publish
+from horus.messaging.publish import publish, publish_many
 from horus.store import workers
 from horus.store.lifecycle import Lifecycle
 from horus.store.output import Chunk, chunks
@@ -53,6 +52,11 @@ class Submitted(NamedTuple):
     #: not submitted because the broker or the job store could not be reached (sending it
     #: again later may work); a job refused for what it is says False
     unreached: bool = False
+
+
+def taken(job_id: str) -> InvalidJob:
+    """The error of a job whose id another job has."""
+    return InvalidJob(f"job id {job_id!r} is taken; leave id unset to get a fresh one")
 
 
 class Client:
@@ -118,7 +122,7 @@ class Client:
     ) -> Job:
         job = self.check(self.prepare(job, secrets))
         if not self.lifecycle.create(job, sending):
-            raise InvalidJob(f"job id {job.id!r} is taken; leave id unset to get a fresh one")
+            raise taken(job.id)
         return job
 
     def create_job(
@@ -160,67 +164,56 @@ class Client:
         Returns one :class:`Submitted` per job, in order: its id, or the one-line reason it
         was not submitted (a bad job does not stop the others). Should the broker be away,
         the jobs not yet published are not recorded either, and each says so. ``progress``
-        hears how many jobs each batch settled."""
-        done: list[Submitted] = []
-        pending: list[tuple[int, Job]] = []
-        away: str | None = None
+        hears how many more jobs are settled, as they are."""
+        done: list[Submitted | None] = []
+        checked: list[tuple[int, Job]] = []
+        away: Submitted | None = None  # once the broker is away, the rest are not sent
 
-        def flush() -> None:
+        def settle() -> None:
             nonlocal away
-            if not pending:
+            if not checked:
                 return
-            slots = [i for i, _ in pending]
-            jobs_ = [job for _, job in pending]
-            if away is None:
-                away = self._send_batch(jobs_, slots, done)
-            if away is not None:
-                for i in slots:
-                    if done[i].error is None and done[i].id is None:
-                        done[i] = Submitted(None, away, unreached=True)
+            sent = [away] * len(checked) if away else self._send_batch([j for _, j in checked])
+            for (slot, _), submitted in zip(checked, sent, strict=True):
+                done[slot] = submitted
+                away = away or (submitted if submitted.unreached else None)
             if progress is not None:
-                progress(len(pending))
-            pending.clear()
+                progress(len(checked))
+            checked.clear()
 
         for item in jobs:
-            done.append(Submitted(None, None))
             try:
-                pending.append((len(done) - 1, self.check(self.prepare(item))))
+                checked.append((len(done), self.check(self.prepare(item))))
+                done.append(None)
             except HorusError as exc:  # a bad job: reported, and the others go on
-                done[-1] = Submitted(None, str(exc))
+                done.append(Submitted(None, str(exc)))
                 if progress is not None:
                     progress(1)
-            if len(pending) >= batch:
-                flush()
-        flush()
-        return done
+            if len(checked) >= batch:
+                settle()
+        settle()
+        return [s for s in done if s is not None]
 
-    def _send_batch(self, jobs: list[Job], slots: list[int], done: list[Submitted]) -> str | None:
-        """Record and publish one batch; the reason every unsent job was dropped if the
-        broker is away (None otherwise)."""
+    def _send_batch(self, jobs: list[Job]) -> list[Submitted]:
+        """Record and publish one batch of checked jobs."""
         try:
             made = self.lifecycle.create_many(jobs, sending=True)
-        except BrokerUnavailable as exc:  # the job store is away: the batches after too
-            return f"not submitted: {exc}"
-        created = []
-        for job, slot, ok in zip(jobs, slots, made, strict=True):
-            if ok:
-                created.append((job, slot))
+        except BrokerUnavailable as exc:  # the job store is away
+            return [Submitted(None, f"not submitted: {exc}", unreached=True)] * len(jobs)
+        created = [job for job, ok in zip(jobs, made, strict=True) if ok]
+        sent, away = publish_many(self.app, created)
+        for job in created[sent:]:
+            self.lifecycle.discard(job)  # nothing half-written: no record without a message
+        ids = {job.id for job in created[:sent]}
+        results = []
+        for job, ok in zip(jobs, made, strict=True):
+            if not ok:
+                results.append(Submitted(None, str(taken(job.id))))
+            elif job.id in ids:
+                results.append(Submitted(job.id, None))
             else:
-                done[slot] = Submitted(None, f"job id {job.id!r} is taken; leave id unset")
-        sent = 0
-        try:
-            with self.app.producer_or_acquire() as producer:
-                for job, slot in created:
-                    publish(self.app, job, producer)
-                    done[slot] = Submitted(job.id, None)
-                    sent += 1
-        except (BrokerUnavailable, OperationalError) as exc:
-            for job, _slot in created[sent:]:
-                self.lifecycle.discard(job)  # nothing half-written: no record without a message
-            if not isinstance(exc, BrokerUnavailable):
-                exc = BrokerUnavailable(redact(str(self.app.conf.broker_url)), str(exc))
-            return f"not submitted: {exc}"
-        return None
+                results.append(Submitted(None, f"not submitted: {away}", unreached=True))
+        return results
 
     def run_job_and_await_result(
         self,

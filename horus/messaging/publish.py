@@ -7,9 +7,10 @@ worker for the jobs it hands back. Every message carries the whole signed job as
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
 from celery import Celery
+from kombu import Producer
 from kombu.exceptions import OperationalError
 
 from horus.config import redact
@@ -18,7 +19,7 @@ from horus.job import Job
 from horus.routing import queue_for, task_for
 
 
-def publish(app: Celery, job: Job, producer: Any = None) -> None:
+def publish(app: Celery, job: Job, producer: Producer | None = None) -> None:
     """Publish ``job`` to its runner's queue; :class:`BrokerUnavailable` if it cannot.
     ``producer`` (one of ``app.producer_or_acquire()``) lets many jobs share one connection."""
     summary = f"runner={job.runner_id} payload={job.payload[:80]!r}"
@@ -41,4 +42,24 @@ def publish(app: Celery, job: Job, producer: Any = None) -> None:
             },
         )
     except OperationalError as exc:
-        raise BrokerUnavailable(redact(str(app.conf.broker_url)), str(exc)) from None
+        raise _unreachable(app, exc) from None
+
+
+def publish_many(app: Celery, jobs: Sequence[Job]) -> tuple[int, BrokerUnavailable | None]:
+    """Publish ``jobs`` in order over one broker connection: how many were sent, and why
+    the rest were not (None when all were)."""
+    sent = 0
+    try:
+        with app.producer_or_acquire() as producer:
+            for job in jobs:
+                publish(app, job, producer)
+                sent += 1
+    except BrokerUnavailable as exc:
+        return sent, exc
+    except OperationalError as exc:  # taking or giving back the connection
+        return sent, _unreachable(app, exc)
+    return sent, None
+
+
+def _unreachable(app: Celery, exc: OperationalError) -> BrokerUnavailable:
+    return BrokerUnavailable(redact(str(app.conf.broker_url)), str(exc))

@@ -57,68 +57,6 @@ def test_a_job_whose_worker_process_is_not_its_parent_never_starts(tmp_path: Pat
     assert not canary.exists()
 
 
-WORKER = """
-import os, subprocess, sys, time
-from pathlib import Path
-from horus.proc.keeper import GO, wrap as _die_with_me
-groups = Path(sys.argv[1])
-keeper = subprocess.Popen(
-    _die_with_me(["/bin/sh", "-c", sys.argv[2]], groups),
-    env={"PATH": "/usr/bin:/bin", "HORUS_PARENT": str(os.getpid())},
-    stdin=subprocess.PIPE,
-    start_new_session=True,
-)
-keeper.stdin.write(GO)
-keeper.stdin.close()
-print(keeper.pid, flush=True)
-started = Path(sys.argv[4])
-end = time.monotonic() + 10
-while not started.exists() and time.monotonic() < end:  # the job runs: its keeper is set
-    time.sleep(0.01)
-time.sleep(float(sys.argv[3]))
-os._exit(0)  # the worker process dies, its job not reaped
-"""
-
-
-def worker_dies_after(seconds: float, script: str, groups: Path) -> int:
-    """A worker process that starts ``script`` under its keeper and dies ``seconds`` after
-    the job started; returns the keeper's pid (its group id)."""
-    groups.mkdir(exist_ok=True)
-    started = groups.parent / "started"
-    script = f"touch {started}; {script}"
-    done = subprocess.run(
-        [sys.executable, "-c", WORKER, str(groups), script, str(seconds), str(started)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    return int(done.stdout)
-
-
-@needs_setpriv
-def test_a_jobs_keeper_kills_it_the_moment_its_worker_process_dies(tmp_path: Path) -> None:
-    groups, canary = tmp_path / "groups", tmp_path / "ran"
-    keeper = worker_dies_after(0.2, f"sleep 2; touch {canary}", groups)
-    exit_file = groups / f"exit-{keeper}"
-    deadline = time.monotonic() + 5
-    while not exit_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert exit_file.read_text().strip() == str(128 + signal.SIGKILL)
-    time.sleep(2.5)
-    assert not canary.exists()  # it never got to its effect
-
-
-@needs_setpriv
-def test_a_job_that_exited_before_its_worker_process_died_leaves_its_exit_behind(
-    tmp_path: Path,
-) -> None:
-    groups, canary = tmp_path / "groups", tmp_path / "ran"
-    keeper = worker_dies_after(0.5, f"touch {canary}; exit 0", groups)
-    assert canary.exists()
-    assert (groups / f"exit-{keeper}").read_text().strip() == "0"
-
-
 HELD_WORKER = """
 import os, subprocess, sys
 from pathlib import Path
@@ -221,11 +159,15 @@ def state(pid: int) -> str:
         return ""
 
 
+BOTH = pytest.mark.parametrize("sandboxed", [True, False], ids=["sandboxed", "plain"])
+
+
 @needs_setpriv
-def test_a_sandboxed_job_is_killed_the_moment_its_worker_process_dies(
-    tmp_path: Path, held: list[Held]
+@BOTH
+def test_a_jobs_keeper_kills_it_the_moment_its_worker_process_dies(
+    tmp_path: Path, sandboxed: bool, held: list[Held]
 ) -> None:
-    held.append(Held(tmp_path, "touch started; sleep 1; touch ran", sandboxed=True))
+    held.append(Held(tmp_path, "touch started; sleep 1; touch ran", sandboxed))
     worker = held[0]
     worker.processes()
     worker.die()
@@ -235,7 +177,22 @@ def test_a_sandboxed_job_is_killed_the_moment_its_worker_process_dies(
 
 
 @needs_setpriv
-@pytest.mark.parametrize("sandboxed", [True, False], ids=["sandboxed", "plain"])
+@BOTH
+def test_a_job_that_exited_before_its_worker_process_died_leaves_its_exit_behind(
+    tmp_path: Path, sandboxed: bool, held: list[Held]
+) -> None:
+    held.append(Held(tmp_path, "touch started; exit 0", sandboxed))
+    worker = held[0]
+    deadline = time.monotonic() + 10
+    while not (worker.cwd / "started").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.5)
+    worker.die()
+    assert worker.exit_written() == "0"
+
+
+@needs_setpriv
+@BOTH
 def test_a_job_that_exited_0_as_its_worker_process_died_is_written_as_exited_0(
     tmp_path: Path, sandboxed: bool, held: list[Held]
 ) -> None:

@@ -79,12 +79,16 @@ def group_alive(pgid: int, leader: subprocess.Popen[bytes] | None = None) -> boo
         return False
     except PermissionError:
         pass  # a member runs as another user: look for it below
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    wanted = str(pgid).encode()
+    for name in os.listdir("/proc"):  # plain reads: this runs at the end of every job
+        if not name.isdigit():
+            continue
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            with open(f"/proc/{name}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        if fields[2] == str(pgid) and fields[0] != "Z":
+        if len(fields) > 2 and fields[2] == wanted and fields[0] != b"Z":
             return True
     return False
 

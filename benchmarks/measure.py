@@ -74,6 +74,11 @@ class RedisProbe:
     def memory(self) -> int:
         return int(self.client.info("memory")["used_memory"])
 
+    def commands(self) -> int:
+        """Commands the server has run, those inside Lua scripts included."""
+        stats = self.client.info("commandstats")
+        return sum(int(v["calls"]) for k, v in stats.items() if k != "cmdstat_info")
+
 
 class RabbitProbe:
     """CPU seconds and memory of the RabbitMQ node on this machine (its Erlang VM)."""

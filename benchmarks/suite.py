@@ -15,6 +15,7 @@ it is met; the table goes to ``benchmarks/results/latest.md`` (and ``.json``) an
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import socket
@@ -25,6 +26,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import asdict
 from pathlib import Path
 
 HOME = Path(tempfile.mkdtemp(prefix="horus-suite-", dir="/tmp"))
@@ -275,14 +277,18 @@ def bench_broker(name: str, broker: str, args: argparse.Namespace, policy_off: P
     # shell `true`: submitted and waited for with the worker running
     with plain.running():
         plain.wait(plain.publish("true", 2))  # the worker consumes
+        before = probes.store.commands()
         c_true = n / timed(lambda: plain.wait(plain.publish("true", n)))
+        c_commands = (probes.store.commands() - before) / n
         samples = []
         for _ in range(args.roundtrips):
             samples.append(timed(lambda: plain.wait(plain.publish("noop", 1))) * 1000)
         c_p50, c_p99 = statistics.median(samples), percentile(samples, 0.99)
     with ours.running("shell"):
         ours.wait(ours.publish(TRUE, 2))
+        before = probes.store.commands()
         h_true = n / timed(lambda: ours.wait(ours.publish_many(TRUE, n)))
+        h_commands = (probes.store.commands() - before) / n
         samples = [
             timed(lambda: ours.wait(ours.publish(TRUE, 1))) * 1000 for _ in range(args.roundtrips)
         ]
@@ -293,6 +299,8 @@ def bench_broker(name: str, broker: str, args: argparse.Namespace, policy_off: P
         h_plain = n / timed(lambda: unsandboxed.wait(unsandboxed.publish_many(TRUE, n)))
     row("shell `true` jobs, sandboxed", "jobs/s", c_true, h_true, "higher", 1.2)
     row("shell `true` jobs, sandbox off (reference)", "jobs/s", c_true, h_plain, "higher")
+    store_side = "broker and store" if name == "redis" else "store (Redis)"
+    row(f"Redis commands per shell job ({store_side})", "commands", c_commands, h_commands, "lower")
     spawn = spawn_loop(max(n, 200), args.concurrency)
     row("shell `true` jobs vs a bare spawn loop", "jobs/s", spawn, h_true, "higher")
     row("round trip p50, one job at a time", "ms", c_p50, h_p50, "lower", 0.5)
@@ -329,6 +337,35 @@ def bench_broker(name: str, broker: str, args: argparse.Namespace, policy_off: P
     return rows
 
 
+def one_broker(name: str, args: argparse.Namespace) -> list[Row]:
+    """The figures on broker ``name``, measured by a process of its own."""
+    out = HOME / f"rows-{name}"
+    argv = [sys.executable, "-m", "benchmarks.suite", "--broker", name, "--inner"]
+    argv += ["--jobs", str(args.jobs), "--concurrency", str(args.concurrency)]
+    argv += ["--roundtrips", str(args.roundtrips), "--soak", str(args.soak), "--out", str(out)]
+    env = {k: v for k, v in os.environ.items() if k != "HORUS_HOME"}
+    subprocess.run(argv, cwd=REPO, env=env, check=True)
+    return [Row(**row) for row in json.loads((out / "rows.json").read_text())]
+
+
+def inner(name: str, args: argparse.Namespace) -> None:
+    """Measure on broker ``name`` and leave the rows in ``args.out``/rows.json."""
+    settings = config.load()
+    bootstrap.init(settings)  # jobs are signed and verified, as after `horus up`
+    policy_off = HOME / "policy-unsandboxed.toml"
+    policy_off.write_text(settings.policy_path.read_text() + '\nsandbox = "none"\n')
+    server = EmbeddedRedis(settings.home, settings.embedded_socket)
+    server.start()
+    try:
+        url = RABBITMQ if name == "rabbitmq" else f"redis+socket://{settings.embedded_socket}"
+        rows = bench_broker(name, url, args, policy_off)
+    finally:
+        server.stop()
+        shutil.rmtree(HOME, ignore_errors=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "rows.json").write_text(json.dumps([asdict(r) for r in rows]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--broker", choices=["redis", "rabbitmq", "both"], default="both")
@@ -338,7 +375,11 @@ def main() -> None:
     parser.add_argument("--soak", type=int, default=50000, help="jobs for the memory figure")
     parser.add_argument("--tiny", action="store_true", help="200 jobs: proves the suite works")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.inner:
+        inner(args.broker, args)
+        return
     if args.tiny:
         args.jobs, args.roundtrips, args.soak = 200, 20, 300
     brokers = ["redis", "rabbitmq"] if args.broker == "both" else [args.broker]
@@ -347,19 +388,11 @@ def main() -> None:
             sys.exit("benchmarks: RabbitMQ is not reachable on 127.0.0.1:5672; CI needs it")
         print("RabbitMQ is not reachable on 127.0.0.1:5672: Redis only", flush=True)
         brokers = ["redis"]
-    settings = config.load()
-    bootstrap.init(settings)  # jobs are signed and verified, as after `horus up`
-    policy_off = HOME / "policy-unsandboxed.toml"
-    policy_off.write_text(settings.policy_path.read_text() + '\nsandbox = "none"\n')
-    server = EmbeddedRedis(settings.home, settings.embedded_socket)
-    server.start()
     rows: list[Row] = []
     try:
-        for name in brokers:
-            url = RABBITMQ if name == "rabbitmq" else f"redis+socket://{settings.embedded_socket}"
-            rows += bench_broker(name, url, args, policy_off)
+        for name in brokers:  # each broker in a process (and a Redis) of its own
+            rows += one_broker(name, args)
     finally:
-        server.stop()
         shutil.rmtree(HOME, ignore_errors=True)
     heading = (
         f"# Horus against plain Celery, {time.strftime('%Y-%m-%d')}: {args.jobs} jobs, "

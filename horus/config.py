@@ -99,6 +99,9 @@ class Settings:
     lost_limit: int = 3
     #: the bubblewrap binary that makes job sandboxes (``HORUS_BWRAP``)
     bwrap: str = "bwrap"
+    #: workers send Celery's task events, which Flower shows (``HORUS_TASK_EVENTS=1``):
+    #: three fanout publishes per job, so off unless someone watches; `horus up` turns it on
+    task_events: bool = False
 
     @property
     def embedded_url(self) -> str:
@@ -177,4 +180,5 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         visibility_timeout=_int(env, "HORUS_VISIBILITY_TIMEOUT", 2 * 3600),
         lost_limit=_int(env, "HORUS_LOST_LIMIT", 3),
         bwrap=env.get("HORUS_BWRAP") or "bwrap",
+        task_events=env.get("HORUS_TASK_EVENTS", "").lower() in {"1", "true", "yes", "on"},
     )

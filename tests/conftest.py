@@ -62,8 +62,12 @@ def workers(embedded_redis: EmbeddedRedis) -> Iterator[dict[str, WorkerProcess]]
     python with concurrency 2."""
     started: dict[str, WorkerProcess] = {}
     try:
-        started["shell"] = WorkerProcess(["shell"], 1, {"WORKER_SECRET": WORKER_SECRET}).start()
-        started["python"] = WorkerProcess(["python"], 2).start()
+        # these workers send Flower's task events (test_flower watches them)
+        events = {"HORUS_TASK_EVENTS": "1"}
+        started["shell"] = WorkerProcess(
+            ["shell"], 1, {"WORKER_SECRET": WORKER_SECRET, **events}
+        ).start()
+        started["python"] = WorkerProcess(["python"], 2, events).start()
         yield started
     finally:
         for worker in started.values():

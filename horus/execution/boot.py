@@ -191,7 +191,7 @@ def run_worker(ctx: WorkerContext, concurrency: int, loglevel: str = "INFO") -> 
             str(concurrency),
             "--hostname",
             node,
-            "--task-events",
+            *(["--task-events"] if settings.task_events else []),
             "--loglevel",
             loglevel,
             "--without-mingle",

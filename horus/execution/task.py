@@ -48,6 +48,8 @@ def report(task: Task[Any, Any], delivered: Delivered) -> Shown:
     if delivered.report == "retried" and result is not None:
         raise Retry(delivered.reason, JobFailed(result.model_dump(mode="json")))
     if delivered.report == "cancelled":
+        if not task.app.conf.worker_send_task_events:
+            raise Ignore()
         task.send_event(
             "task-revoked",
             terminated=True,

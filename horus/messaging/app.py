@@ -38,9 +38,11 @@ def celery_settings(settings: Settings) -> dict[str, Any]:
         # revoke, pool changes) is off, since any broker client could send it unsigned.
         "worker_enable_remote_control": False,
         "worker_consumer": "horus.messaging.transport:Consumer",
-        # Flower sees every step.
-        "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        # Flower sees each job from the moment a worker takes it, when workers send task
+        # events (three fanout publishes per job: only when someone watches). Clients send
+        # none: `horus list --status pending` shows the queue.
+        "worker_send_task_events": settings.task_events,
+        "task_send_sent_event": False,
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": 4,
         "broker_transport_options": {"visibility_timeout": settings.visibility_timeout},

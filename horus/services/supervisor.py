@@ -270,7 +270,8 @@ class Platform:
                 check_port("127.0.0.1", self.metrics_port, "The metrics endpoint", "--metrics-port")
             for line in bootstrap.init(self.settings):  # first run: a key the CLI signs with
                 log.info("horus: %s", line)
-            env = dict(os.environ)
+            # its workers send the task events Flower shows (HORUS_TASK_EVENTS=0: none)
+            env = {**os.environ, "HORUS_TASK_EVENTS": os.environ.get("HORUS_TASK_EVENTS", "1")}
             try:
                 if self.redis is not None:
                     self.redis.start()

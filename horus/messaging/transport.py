@@ -52,10 +52,10 @@ class Transport(kombu_redis.Transport):
 
 
 class Request(CeleryRequest):
-    """A task request that turns a malformed message into an invalid task, and that nothing
-    outside the signed job steers: the message's ``timelimit``, ``eta`` and ``expires``
-    headers are ignored (the job's own timeout, retry time and expiry decide, and the
-    task's backstop time limit stands)."""
+    """A task request that turns a malformed message into an invalid task, that tells Flower
+    its queue, and that nothing outside the signed job steers: the message's ``timelimit``,
+    ``eta`` and ``expires`` headers are ignored (the job's own timeout, retry time and
+    expiry decide, and the task's backstop time limit stands)."""
 
     def __init__(self, message: Any, *args: Any, **kwargs: Any) -> None:
         try:
@@ -65,6 +65,16 @@ class Request(CeleryRequest):
         self.time_limits = (None, None)
         self._eta = None
         self._expires = None
+
+    def send_event(self, type: str, **fields: Any) -> None:
+        """Send a task event; ``task-started`` also names the queue the job came from.
+        Clients send no ``task-sent`` event (it would cost a fanout publish per job), and
+        that event is where Flower otherwise learns a task's routing key."""
+        if type == "task-started":
+            info = self.delivery_info or {}
+            fields.setdefault("routing_key", info.get("routing_key"))
+            fields.setdefault("exchange", info.get("exchange"))
+        super().send_event(type, **fields)
 
 
 class Consumer(CeleryConsumer):

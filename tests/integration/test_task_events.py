@@ -13,19 +13,22 @@ from horus import config
 from horus.client import Client
 from horus.job import Job, JobStatus
 from horus.services.embedded import EmbeddedRedis
-from tests.harness import WorkerProcess
+from tests.harness import WorkerProcess, plugin_env
 
 
 def task_events_of_one_job(client: Client, env: dict[str, str]) -> list[str]:
-    """The Celery task event types published while a worker started with ``env`` runs one
-    shell job submitted by ``client``."""
+    """The Celery task event types that a worker started with ``env`` publishes while it
+    runs one job submitted by ``client``. The job is for the test runner ``echo``, which no
+    other worker of the session serves, and only events of this worker's node count."""
     bus = redis.Redis(unix_socket_path=str(config.load().embedded_socket))
     watch = bus.pubsub(ignore_subscribe_messages=True)
     watch.psubscribe("*celeryev*")
     seen: list[str] = []
-    worker = WorkerProcess(["shell"], 1, env).start()
+    worker = WorkerProcess(["echo"], 1, {**plugin_env(), **env}).start()
+    assert worker.proc is not None
+    node = f"-{worker.proc.pid}@"
     try:
-        job_id = client.submit(Job.new("shell", "true"))
+        job_id = client.submit(Job.new("echo", "hi"))
         assert client.wait(job_id, timeout=60).status is JobStatus.COMPLETED
         end = time.monotonic() + 1.5  # the worker flushes its events within a second
         while time.monotonic() < end:
@@ -38,7 +41,9 @@ def task_events_of_one_job(client: Client, env: dict[str, str]) -> list[str]:
                 body = base64.b64decode(body)
             events = json.loads(body)  # a worker sends its task events in batches
             for event in events if isinstance(events, list) else [events]:
-                if str(event.get("type", "")).startswith("task-"):
+                if str(event.get("type", "")).startswith("task-") and node in str(
+                    event.get("hostname", "")
+                ):
                     seen.append(event["type"])
     finally:
         worker.stop()
@@ -51,4 +56,5 @@ def test_a_worker_sends_no_task_events_unless_asked(
 ) -> None:
     assert task_events_of_one_job(client, {"HORUS_TASK_EVENTS": "0"}) == []
     # the control: a worker asked for them (as under `horus up`, for Flower) sends them
-    assert task_events_of_one_job(client, {"HORUS_TASK_EVENTS": "1"}) != []
+    seen = task_events_of_one_job(client, {"HORUS_TASK_EVENTS": "1"})
+    assert {"task-received", "task-started", "task-succeeded"} <= set(seen)

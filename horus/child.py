@@ -2,18 +2,17 @@
 runner's library call): reads the call from stdin, writes the JSON result. Run by path with
 ``python -I``, it imports nothing but the standard library.
 
-Prints of the called function go to stderr; stdout carries only the result.
+Prints of the called function go to stderr; stdout carries only the result. It starts in
+a few milliseconds: what only some calls need (asyncio for an async function, traceback for
+an error) is imported only by those calls.
 """
 
 from __future__ import annotations
 
-import asyncio
 import importlib
-import inspect
 import json
 import os
 import sys
-import traceback
 from typing import Any
 
 
@@ -26,8 +25,13 @@ def call(target: str, params: dict[str, Any]) -> Any:
     if not callable(obj):
         raise TypeError(f"{target} is not callable")
     result = obj(**params)
-    if inspect.isawaitable(result):
-        result = asyncio.run(_wait(result))
+    if hasattr(result, "__await__") or hasattr(result, "gi_code"):  # perhaps awaitable
+        import inspect
+
+        if inspect.isawaitable(result):
+            import asyncio
+
+            result = asyncio.run(_wait(result))
     return result
 
 
@@ -37,6 +41,8 @@ async def _wait(awaitable: Any) -> Any:
 
 def _print_user_traceback(exc: BaseException) -> None:
     """The traceback from the job's own code on: Horus's frames are left out."""
+    import traceback
+
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
         tb = tb.tb_next

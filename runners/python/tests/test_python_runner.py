@@ -99,3 +99,11 @@ def test_python_job_is_stopped_at_its_deadline(tmp_path: Path) -> None:
     outcome = run_locally("python", "asyncio:sleep", tmp_path, params={"delay": 30}, timeout=1)
     assert outcome.status is JobStatus.TIMEOUT
     assert time.monotonic() - start < 6
+
+
+def test_a_sync_call_starts_without_asyncio_or_traceback(tmp_path: Path) -> None:
+    # the interpreter of every python job imports them only when the call needs them
+    outcome = run_locally("python", "pyrunner_light:loaded", tmp_path)
+    assert outcome.status is JobStatus.COMPLETED, outcome.error
+    loaded = set(json.loads(outcome.output))
+    assert not loaded & {"asyncio", "inspect", "traceback"}

@@ -159,12 +159,15 @@ class Client:
     ) -> list[Submitted]:
         """Submit many jobs at once: each is signed, checked, recorded and published as by
         :meth:`submit` (its own id, record, signature check and result), but the records of
-        a batch are written in one round trip and its messages share one connection.
+        a batch are written in one round trip and its messages share one connection (and,
+        on Redis, one round trip).
 
         Returns one :class:`Submitted` per job, in order: its id, or the one-line reason it
         was not submitted (a bad job does not stop the others). Should the broker be away,
-        the jobs not yet published are not recorded either, and each says so. ``progress``
-        hears how many more jobs are settled, as they are."""
+        the jobs not yet published are not recorded either, and each says so (a batch
+        whose one round trip to Redis fails midway stays submitted: see
+        :func:`~horus.messaging.publish.publish_many`). ``progress`` hears how many more
+        jobs are settled, as they are."""
         done: list[Submitted | None] = []
         checked: list[tuple[int, Job]] = []
         away: Submitted | None = None  # once the broker is away, the rest are not sent

@@ -7,8 +7,10 @@ worker for the jobs it hands back. Every message carries the whole signed job as
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
+import kombu.exceptions
 from celery import Celery
 from kombu import Producer
 from kombu.exceptions import OperationalError
@@ -17,6 +19,11 @@ from horus.config import redact
 from horus.errors import BrokerUnavailable
 from horus.job import Job
 from horus.routing import queue_for, task_for
+
+log = logging.getLogger(__name__)
+
+#: what kombu raises when a publish batch's round trip fails (kombu 5.7, not in its stubs)
+BATCH_FAILED: type[Exception] = kombu.exceptions.BatchPublishError  # type: ignore[attr-defined]
 
 
 def publish(app: Celery, job: Job, producer: Producer | None = None) -> None:
@@ -47,19 +54,37 @@ def publish(app: Celery, job: Job, producer: Producer | None = None) -> None:
 
 def publish_many(app: Celery, jobs: Sequence[Job]) -> tuple[int, BrokerUnavailable | None]:
     """Publish ``jobs`` in order over one broker connection: how many were sent, and why
-    the rest were not (None when all were)."""
+    the rest were not (None when all were). The jobs must be recorded already, as being
+    sent (``Lifecycle.create_many(..., sending=True)``).
+
+    On Redis the messages go in one pipelined round trip as the batch ends (kombu's publish
+    batch). Should that round trip fail, some messages may have arrived and some not: all
+    count as sent, since their jobs stay recorded and the sweeper publishes again any whose
+    message does not arrive (a second copy of one that did is dropped as a replay). On
+    RabbitMQ each message is published, and confirmed, in turn."""
     sent = 0
     try:
         with app.producer_or_acquire() as producer:
-            for job in jobs:
-                publish(app, job, producer)
-                sent += 1
+            batched = producer.supports_batch_publish
+            with producer.batch(max_size=len(jobs) + 1):  # one flush, at the end
+                for job in jobs:
+                    publish(app, job, producer)
+                    sent += 0 if batched else 1
+            sent = len(jobs)
     except BrokerUnavailable as exc:
         return sent, exc
+    except BATCH_FAILED as exc:
+        log.warning(
+            "could not confirm that %d messages reached the broker (%s); their jobs stay "
+            "recorded, and the sweeper publishes again any message that did not arrive",
+            len(jobs),
+            exc.__cause__ or exc,
+        )
+        return len(jobs), None
     except OperationalError as exc:  # taking or giving back the connection
         return sent, _unreachable(app, exc)
     return sent, None
 
 
-def _unreachable(app: Celery, exc: OperationalError) -> BrokerUnavailable:
+def _unreachable(app: Celery, exc: Exception) -> BrokerUnavailable:
     return BrokerUnavailable(redact(str(app.conf.broker_url)), str(exc))

@@ -144,3 +144,36 @@ def test_enqueue_from_file_with_no_platform_names_each_line_and_exits_5(tmp_path
     assert done.returncode == 5
     assert done.stderr.startswith("line 1: not submitted: cannot reach the broker")
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_batch_of_messages_reaches_redis_in_one_round_trip(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On Redis, publish_many pipelines its messages: 49 jobs, one or two writes to the
+    socket (not one per message), and every message on its queue in order."""
+    import redis.connection
+
+    from horus.messaging.publish import publish_many
+    from horus.routing import queue_for
+
+    runner = f"bulk{uuid.uuid4().hex[:8]}"  # a queue no worker consumes
+    jobs = [client.prepare(Job.new(runner, f"echo {n}")) for n in range(50)]
+    writes: list[int] = []
+    send = redis.connection.AbstractConnection.send_packed_command
+
+    def counted(self: redis.connection.AbstractConnection, *args: object, **kw: object) -> None:
+        writes.append(1)
+        send(self, *args, **kw)  # type: ignore[arg-type]
+
+    assert publish_many(client.app, jobs[:1]) == (1, None)  # connected, the queue declared
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counted)
+    assert publish_many(client.app, jobs[1:]) == (49, None)
+    monkeypatch.undo()
+    queue = queue_for(runner)
+    try:
+        assert len(writes) <= 2, len(writes)
+        items = client.store.redis.lrange(queue, 0, -1)
+        bodies = [json.loads(item)["headers"]["id"] for item in reversed(items)]
+        assert bodies == [job.id for job in jobs]
+    finally:
+        client.store.redis.delete(queue)

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -354,3 +355,40 @@ def test_a_job_that_exited_0_as_its_whole_worker_died_completes_and_never_runs_a
     time.sleep(2 * TIMING.lease)
     assert ledger.read_text() == "effect-1\n"
     assert client.get_job(job_id).attempt == 1
+
+
+@pytest.mark.parametrize("arrived", [True, False], ids=["reply lost", "nothing sent"])
+def test_a_bulk_batch_whose_round_trip_fails_still_runs_each_job_once(
+    arrived: bool,
+    client: Client,
+    sweeper: Sweeper,
+    chaos_workers: list[WorkerProcess],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """submit_many's messages go to Redis in one pipelined round trip. When it fails the
+    client cannot know which arrived: each job is still submitted once, as its record
+    says, and the sweeper publishes again those whose message did not arrive."""
+    from kombu.transport import redis as kombu_redis
+
+    from horus.messaging.publish import BATCH_FAILED
+
+    batches: Any = getattr(kombu_redis, "PublishBatch")  # noqa: B009  (kombu 5.7, no stubs)
+    flush = batches.flush
+
+    def failing(batch: object) -> None:
+        if arrived:
+            flush(batch)  # the messages are on the queue, then the reply is lost
+        raise BATCH_FAILED("Redis publish batch failed; delivery is uncertain")
+
+    ledger = tmp_path / "ledger"
+    chaos_worker(chaos_workers)
+    monkeypatch.setattr(batches, "flush", failing)
+    done = client.submit_many([chaos(f"echo {n} >> {ledger}") for n in range(5)])
+    monkeypatch.undo()
+    assert [s.error for s in done] == [None] * 5
+    for submitted in done:
+        assert submitted.id is not None
+        assert client.wait(submitted.id, timeout=30).status is JobStatus.COMPLETED
+    time.sleep(TIMING.republish_after + 1)  # a second copy would have run by now
+    assert sorted(ledger.read_text().split()) == [str(n) for n in range(5)]

@@ -74,7 +74,7 @@ def test_a_job_cannot_see_another_jobs_working_directory(
     # the other job: a python job of the local key, holding a file in its workdir
     other = Client()  # the local key
     other_id = other.submit(
-        parse_job({"runner_id": "python", "payload": "time:sleep", "params": {"secs": 8}})
+        parse_job({"runner_id": "python", "payload": "asyncio:sleep", "params": {"delay": 8}})
     )
     assert wait_until(lambda: list(Path("/tmp").glob(f"horus-{other_id[:12]}-*")), 20)
     canary = tmp_path / "seen"
@@ -85,6 +85,7 @@ def test_a_job_cannot_see_another_jobs_working_directory(
     assert result.output == "ran\n"
     seen = canary.read_text()
     assert other_id[:12] not in seen
+    assert other.get_job_status(other_id) is JobStatus.RUNNING  # it was there to be seen
     other.cancel_job(other_id)
 
 

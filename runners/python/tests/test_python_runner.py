@@ -107,3 +107,6 @@ def test_a_sync_call_starts_without_asyncio_or_traceback(tmp_path: Path) -> None
     assert outcome.status is JobStatus.COMPLETED, outcome.error
     loaded = set(json.loads(outcome.output))
     assert not loaded & {"asyncio", "inspect", "traceback"}
+    # ./dev installs Horus editable as plain paths: no import hook (and its pathlib,
+    # urllib, ipaddress...) is loaded at the start of every job's interpreter
+    assert not [name for name in loaded if name.startswith("__editable__")]

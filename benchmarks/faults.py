@@ -6,7 +6,9 @@ jobs lost, the effects duplicated, the jobs run twice and the jobs recovered.
     python benchmarks/faults.py --short --broker rabbitmq
     python benchmarks/faults.py --fault pool-kill --jobs 3000
 
-Every job appends one line, ``<job id> <attempt>``, to a ledger file this suite owns. A job
+Jobs are submitted in groups of five, one at a time and (every other group) with one
+``submit_many``. Every job appends one line, ``<job id> <attempt>``, to a ledger file this
+suite owns. A job
 is lost when it did not complete or left no line; an effect is duplicated when a job left
 more than one line; a job is saved when it exited 0 just as its worker process died and was
 completed from its noted exit instead of run again. Each fault runs in a fresh process

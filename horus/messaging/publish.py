@@ -58,18 +58,21 @@ def publish_many(app: Celery, jobs: Sequence[Job]) -> tuple[int, BrokerUnavailab
     sent (``Lifecycle.create_many(..., sending=True)``).
 
     On Redis the messages go in one pipelined round trip as the batch ends (kombu's publish
-    batch). Should that round trip fail, some messages may have arrived and some not: all
-    count as sent, since their jobs stay recorded and the sweeper publishes again any whose
-    message does not arrive (a second copy of one that did is dropped as a replay). On
-    RabbitMQ each message is published, and confirmed, in turn."""
+    batch), once the broker answered a PING: a broker that is away sends nothing and fails
+    the batch for certain, as for one message. Should the round trip itself fail, some
+    messages may have arrived and some not: all count as sent, since their jobs stay
+    recorded and the sweeper publishes again any whose message does not arrive (a second
+    copy of one that did is dropped as a replay). On RabbitMQ each message is published,
+    and confirmed, in turn."""
     sent = 0
     try:
         with app.producer_or_acquire() as producer:
-            batched = producer.supports_batch_publish
+            # a batched message is sent only as the batch ends: until then none counts
+            counted = not producer.supports_batch_publish
             with producer.batch(max_size=len(jobs) + 1):  # one flush, at the end
                 for job in jobs:
                     publish(app, job, producer)
-                    sent += 0 if batched else 1
+                    sent += counted
             sent = len(jobs)
     except BrokerUnavailable as exc:
         return sent, exc

@@ -1,9 +1,12 @@
-"""What keeps one hostile message from stopping a worker.
+"""What keeps one hostile message from stopping a worker, and a batch of messages from
+being sent in doubt.
 
 - :class:`Transport`: kombu's Redis transport, except that an item on a queue that is not a
   kombu message (garbage bytes, ``42``, a body that is not base64...) is logged and dropped.
   kombu's own lets the decode error escape and the worker stops ("Unrecoverable error").
-  BRPOP has already removed the item, so dropping it loses nothing else.
+  BRPOP has already removed the item, so dropping it loses nothing else. Its publish
+  batches (:class:`PublishBatch`) ask for a PONG before they send, so that a broker that
+  is away fails a batch for certain, not with its delivery uncertain.
 - :class:`Request`: Celery's task request, except that a message whose body or headers do
   not have the task protocol's shape is rejected as an invalid task. Celery's own raises
   ``ValueError`` out of the consumer, the worker stops, and the message, handed back,
@@ -20,10 +23,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
 from celery import signals
 from celery.exceptions import InvalidTaskError
 from celery.worker.consumer import Consumer as CeleryConsumer
 from celery.worker.request import Request as CeleryRequest
+from kombu.exceptions import OperationalError
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as kombu_redis
 
@@ -32,10 +37,17 @@ log = logging.getLogger(__name__)
 #: what a malformed item makes kombu raise while decoding or wrapping it (a body nested
 #: thousands of levels deep overflows the JSON decoder's recursion)
 _MALFORMED = (ValueError, TypeError, KeyError, AttributeError, RecursionError)
+#: kombu 5.7's Redis publish batch (not in kombu's stubs)
+_KombuPublishBatch: Any = getattr(kombu_redis, "PublishBatch")  # noqa: B009
 
 
 class Channel(kombu_redis.Channel):
-    """A Redis channel that drops queue items it cannot read as messages."""
+    """A Redis channel that drops queue items it cannot read as messages, and whose publish
+    batches fail for certain when the broker does not answer (:class:`PublishBatch`)."""
+
+    def create_publish_batch(self, max_size: int) -> Any:
+        """A :class:`PublishBatch` of this channel."""
+        return PublishBatch(self, max_size)
 
     def _brpop_read(self, **options: Any) -> bool:
         try:
@@ -43,6 +55,21 @@ class Channel(kombu_redis.Channel):
         except _MALFORMED as exc:
             log.error("dropped an item that is not a message from a queue: %s", exc)
             return True
+
+
+class PublishBatch(_KombuPublishBatch):  # type: ignore[misc]
+    """kombu's Redis publish batch (one pipelined round trip for many messages), which
+    first makes sure the broker answers. Should it not, nothing was sent and the batch
+    fails for certain, with :class:`~kombu.exceptions.OperationalError`; only a failure
+    after that leaves delivery uncertain (kombu's ``BatchPublishError``)."""
+
+    def flush(self) -> None:
+        """Ask the broker for a PONG, then send every buffered message."""
+        try:
+            self.channel.client.ping()
+        except (redis.RedisError, OSError) as exc:
+            raise OperationalError(f"the broker does not answer: {exc}") from exc
+        super().flush()
 
 
 class Transport(kombu_redis.Transport):

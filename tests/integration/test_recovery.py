@@ -20,12 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kombu.transport import redis as kombu_redis
 
 from horus import config
 from horus.client import Client
 from horus.config import Timing
 from horus.job import Job, JobStatus
 from horus.messaging.app import make_app
+from horus.messaging.publish import BATCH_FAILED
 from horus.proc.keeper import DIE_WITH_WORKER
 from horus.services.sweeper import Sweeper
 from horus.store import workers
@@ -369,10 +371,6 @@ def test_a_bulk_batch_whose_round_trip_fails_still_runs_each_job_once(
     """submit_many's messages go to Redis in one pipelined round trip. When it fails the
     client cannot know which arrived: each job is still submitted once, as its record
     says, and the sweeper publishes again those whose message did not arrive."""
-    from kombu.transport import redis as kombu_redis
-
-    from horus.messaging.publish import BATCH_FAILED
-
     batches: Any = getattr(kombu_redis, "PublishBatch")  # noqa: B009  (kombu 5.7, no stubs)
     flush = batches.flush
 

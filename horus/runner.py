@@ -42,7 +42,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -52,6 +52,10 @@ from horus.job import Job, JobStatus
 OUTPUT_CAP = 1024 * 1024
 #: the only variables a job inherits; the worker's own environment never reaches a job
 BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
+#: how a job's process may be started before the job comes (see horus.execution.warm):
+#: "call", a child interpreter that takes its call and environment from its stdin; "exec",
+#: any command, its environment set by the worker
+WarmStart = Literal["call", "exec"]
 
 
 @dataclass(frozen=True)
@@ -105,8 +109,10 @@ class Launcher(Protocol):
         cwd: Path,
         deadline: float,
         stdin: bytes | None,
+        warm: WarmStart | None = None,
     ) -> Outcome:
-        """Run ``argv`` to its end, its deadline (``time.monotonic()``) or its cancel."""
+        """Run ``argv`` to its end, its deadline (``time.monotonic()``) or its cancel;
+        ``warm``: in a process that may have been started before the job came, and how."""
 
 
 class _Discard:
@@ -177,7 +183,12 @@ class RunContext:
         """Run ``argv`` in the job's workdir, own process group and environment, until it
         exits, the job's deadline passes or the job is cancelled."""
         return self.launcher.run(
-            argv, env=self.environment(), cwd=self.workdir, deadline=self.deadline, stdin=stdin
+            argv,
+            env=self.environment(),
+            cwd=self.workdir,
+            deadline=self.deadline,
+            stdin=stdin,
+            warm="exec",
         )
 
     def call(
@@ -185,18 +196,34 @@ class RunContext:
         function: Callable[..., Any] | str,
         kwargs: Mapping[str, Any] | None = None,
         sys_path: Sequence[str] = (),
+        preload: Sequence[str] = (),
     ) -> Outcome:
         """Call ``function`` (importable, or ``package.module:function``) with ``kwargs`` in
         a child interpreter of the job's own, with the job's deadline, cancel and
         environment: its JSON return value is the output; what it prints goes to the error
-        stream; an exception makes the job ``failed`` with its traceback."""
+        stream; an exception makes the job ``failed`` with its traceback.
+
+        The interpreter imports the modules named in ``preload`` before the job's request
+        (and before the job's environment is set), and may have been started before the job
+        came (a warm start, see :mod:`horus.execution.warm`)."""
+        env = self.environment()
+        paths = [*sys_path, *(p for p in sys.path if p)]
         request = {
             "target": target_of(function),
             "params": dict(kwargs or {}),
-            "sys_path": [*sys_path, *(p for p in sys.path if p)],
+            "sys_path": paths,
+            "env": env,
         }
-        return self.run_process(
-            [sys.executable, "-I", str(CHILD)], stdin=json.dumps(request).encode()
+        argv = [sys.executable, "-I", str(CHILD)]
+        if preload:
+            argv += ["--preload", ",".join(preload), "--path", os.pathsep.join(paths)]
+        return self.launcher.run(
+            argv,
+            env=env,
+            cwd=self.workdir,
+            deadline=self.deadline,
+            stdin=json.dumps(request).encode(),
+            warm="call",
         )
 
 

@@ -184,6 +184,20 @@ def wait_until(predicate: object, timeout: float = 10.0, step: float = 0.02) -> 
     return bool(predicate())
 
 
+def workdir_of(job_id: str) -> Path | None:
+    """The working directory of the running job ``job_id`` (a warm-started job's is not
+    named after it): the scratch directory its process group's marker records."""
+    for path in config.load().groups_dir.glob("[0-9]*"):
+        try:
+            head, _, scratch = path.read_text().partition("\n")
+        except OSError:
+            continue
+        label = head.split()[4:]
+        if label[:1] == [job_id] and scratch and Path(scratch).is_dir():
+            return Path(scratch)
+    return None
+
+
 def pid_alive(pid: int) -> bool:
     """True if a process with ``pid`` exists and is not a zombie."""
     try:

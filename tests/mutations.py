@@ -38,6 +38,8 @@ GUARD = (RECOVERY, "-k", "guard")
 STORE_AWAY = (RECOVERY, "-k", "store_is_away")
 REDELIVERY = (f"{RECOVERY}::test_a_redelivered_message_of_a_finished_job_never_runs",)
 SANDBOX = "tests/unit/test_sandbox.py"
+WARM = "tests/unit/test_warm.py"
+WARM_WORKER = "tests/integration/test_warm.py"
 #: what Redis says of a Lua script that does not compile or run: a broken mutation
 LUA_ERROR = "user_script:"
 
@@ -462,6 +464,46 @@ MUTATIONS: tuple[Mutation, ...] = (
         'if inside.get("job") != job_id or inside.get("name") != name:',
         "if False:",
         ("tests/unit/test_sealing.py",),
+    ),
+    # -- warm starts (horus.execution.warm) --------------------------------------------
+    M(
+        "a held call is claimed only by a job of its runner and sandbox",
+        "horus/execution/warm.py",
+        "if held.runner_id != runner_id or held.sandbox != sandbox:",
+        "if False:",
+        (f"{WARM}::test_a_job_claims_the_held_call_of_its_runner_and_sandbox_only",),
+    ),
+    M(
+        "a job that sets a variable an interpreter reads as it starts starts cold",
+        "horus/execution/warm.py",
+        "tuple(argv) == self.argv and startup_of(env) == startup_of(dict(self.env))",
+        "tuple(argv) == self.argv",
+        (WARM, "-k", "does_not_fit"),
+    ),
+    M(
+        "a held process starts with none of its maker's variables but the startup ones",
+        "horus/execution/warm.py",
+        "            env=own,",
+        "            env={**env, **own},",
+        (
+            f"{WARM}::test_a_held_process_is_started_with_no_variable_of_its_maker_but_the_startup_ones",
+        ),
+    ),
+    M(
+        "an exec start clears the held shell's variables before it sets the job's",
+        "horus/execution/warm.py",
+        'lines = ["unset PWD " + " ".join(name for name, _ in self.env)]',
+        "lines = []",
+        (f"{WARM}::test_an_exec_start_runs_the_jobs_command_as_a_cold_start_would",),
+    ),
+    M(
+        "a warm-started job's environment is its own, from its request",
+        "horus/child.py",
+        'if "env" in request:',
+        "if False:",
+        (
+            f"{WARM_WORKER}::test_the_next_python_call_starts_before_its_job_comes_and_is_the_jobs_alone",
+        ),
     ),
 )
 

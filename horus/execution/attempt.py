@@ -11,26 +11,22 @@ task what to report.
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Literal
 
 from horus.errors import ConfigError, HorusError, NotAllowed, one_line
 from horus.execution.admission import Admission, Refusal, admit
 from horus.execution.context import WorkerContext
 from horus.execution.guard import Guard
-from horus.execution.launcher import AttemptLauncher, persist
+from horus.execution.launcher import persist
 from horus.execution.output import Output
+from horus.execution.running import run_admitted
 from horus.job import Job, JobResult, JobStatus
 from horus.messaging.publish import publish
-from horus.proc.groups import SCRATCH_PREFIX
-from horus.runner import Outcome, RunContext
+from horus.runner import Outcome
 from horus.store import retry
 from horus.store.lifecycle import REFUSED, Started, entry
 from horus.trust import attest, sealing, signing
@@ -228,51 +224,6 @@ def _fail_started(
     return Delivered("failed", result, refusal.message)
 
 
-def _run(
-    ctx: WorkerContext,
-    admission: Admission,
-    begun: Started,
-    secrets: dict[str, str],
-    guard: Guard,
-    output: Output,
-) -> Outcome:
-    job = admission.job
-    workdir = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{job.id[:12]}-"))
-    launcher = AttemptLauncher(
-        job.id,
-        begun.attempt,
-        ctx.lifecycle,
-        guard,
-        groups_dir=ctx.settings.groups_dir,
-        scratch=workdir,
-        tee=output,
-        runner_id=job.runner_id,
-        isolation=admission.isolation,
-    )
-    try:
-        return admission.runner.run(
-            RunContext(
-                job=job,
-                workdir=workdir,
-                deadline=time.monotonic() + job.timeout,
-                launcher=launcher,
-                params=admission.params,
-                config=ctx.configs[job.runner_id],
-                output=output,
-                secrets=secrets,
-                attempt=begun.attempt,
-            )
-        )
-    except Exception:
-        return Outcome(
-            status=JobStatus.FAILED,
-            error=f"runner {job.runner_id!r} crashed:\n{traceback.format_exc()}",
-        )
-    finally:
-        output.close()
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
 def deliver(
     ctx: WorkerContext, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], worker: str
 ) -> Delivered:
@@ -305,7 +256,7 @@ def deliver(
             outcome = Outcome(status=JobStatus.CANCELLED, error="cancelled before it started")
         else:
             guard.start()
-            outcome = _run(ctx, admission, begun, secrets, guard, output)
+            outcome = run_admitted(ctx, admission, begun.attempt, secrets, guard, output)
     finally:
         guard.close()
     if guard.lost.is_set():

@@ -22,6 +22,7 @@ from typing import Any
 from celery.signals import (
     task_rejected,
     task_unknown,
+    worker_process_shutdown,
     worker_ready,
     worker_shutdown,
     worker_shutting_down,
@@ -29,7 +30,7 @@ from celery.signals import (
 
 from horus import config
 from horus.errors import ConfigError, one_line
-from horus.execution import orphans, task
+from horus.execution import orphans, task, warm
 from horus.execution.context import WorkerContext
 from horus.job import JobStatus
 from horus.messaging.app import make_app
@@ -178,6 +179,8 @@ def run_worker(ctx: WorkerContext, concurrency: int, loglevel: str = "INFO") -> 
     ]
     for signal, method in hooks:
         signal.connect(_named(method), weak=False)
+    # a pool process that ends (a stop, a restart) ends the call it holds for its next job
+    worker_process_shutdown.connect(lambda **_: warm.release_all(), weak=False)
     for dropped in (task_rejected, task_unknown):
         dropped.connect(_audit_dropped(ctx), weak=False)
     queues = ",".join(queue_for(n) for n in ctx.runners)

@@ -22,10 +22,11 @@ from typing import TypeVar
 from horus.errors import HorusError
 from horus.execution import orphans
 from horus.execution.isolation import Isolation
+from horus.execution.warm import Held
 from horus.job import JobStatus
 from horus.proc.launch import Flag, Launch, Ran
 from horus.proc.watch import Tee
-from horus.runner import Outcome
+from horus.runner import Outcome, WarmStart
 from horus.store.lifecycle import Lifecycle
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,10 @@ class AttemptLauncher:
         tee: Tee | None = None,
         runner_id: str = "",
         isolation: Isolation | None = None,
+        held: Held | None = None,
     ) -> None:
+        """``held``: the warm call this attempt claimed (see :mod:`horus.execution.warm`),
+        whose working directory is the attempt's."""
         self.job_id = job_id
         self.runner_id = runner_id
         self.attempt = attempt
@@ -107,6 +111,9 @@ class AttemptLauncher:
         self.scratch = scratch
         self.tee = tee
         self.isolation = isolation or Isolation(None)
+        self.held = held
+        #: the command and environment of the last warm call, which may be held for the next
+        self.warm_call: tuple[WarmStart, tuple[str, ...], dict[str, str]] | None = None
 
     def run(
         self,
@@ -116,21 +123,27 @@ class AttemptLauncher:
         cwd: Path,
         deadline: float,
         stdin: bytes | None,
+        warm: WarmStart | None = None,
     ) -> Outcome:
-        """Run ``argv`` to its end, its deadline or its stop."""
-        launch = Launch(
-            argv,
-            env=env,
-            cwd=cwd,
-            output_cap=self.isolation.output_cap,
-            stdin=stdin,
-            groups_dir=self.groups_dir,
-            label=orphans.label(self.job_id, self.attempt),
-            scratch=self.scratch,
-            tee=self.tee,
-            sandbox=self.isolation.sandbox,
-            workdir_limit=self.isolation.workdir_bytes,
-        )
+        """Run ``argv`` to its end, its deadline or its stop; ``warm``: in the held process
+        if it fits (see :mod:`horus.execution.warm`)."""
+        if warm is not None:
+            self.warm_call = (warm, tuple(argv), dict(env))
+        launch = self._released(warm, argv, env, cwd, stdin or b"") if warm else None
+        if launch is None:
+            launch = Launch(
+                argv,
+                env=env,
+                cwd=cwd,
+                output_cap=self.isolation.output_cap,
+                stdin=stdin,
+                groups_dir=self.groups_dir,
+                label=orphans.label(self.job_id, self.attempt),
+                scratch=self.scratch,
+                tee=self.tee,
+                sandbox=self.isolation.sandbox,
+                workdir_limit=self.isolation.workdir_bytes,
+            )
         # The exit the keeper writes to disk goes only once it is accounted for: noted on
         # the record, or the process stopped here (timeout, cancel). Should this process be
         # stopped meanwhile (SIGTERM raises SystemExit in a pool process), it stays.
@@ -142,6 +155,31 @@ class AttemptLauncher:
         finally:
             ran = launch.finish(forget=accounted)
         return outcome_of(ran)
+
+    def _released(
+        self, kind: WarmStart, argv: Sequence[str], env: dict[str, str], cwd: Path, stdin: bytes
+    ) -> Launch | None:
+        """The held process, given this run, if it fits it; None to start it cold."""
+        held, self.held = self.held, None
+        if held is None:
+            return None
+        fits = held.workdir == cwd and held.fits(kind, argv, env, self.isolation.sandbox)
+        if fits and held.launch.release(
+            held.request(argv, env, stdin),
+            self.isolation.output_cap,
+            label=orphans.label(self.job_id, self.attempt),
+            tee=self.tee,
+            workdir_limit=self.isolation.workdir_bytes,
+        ):
+            return held.launch
+        held.launch.finish()  # its directory is the attempt's: it stays
+        return None
+
+    def close(self) -> None:
+        """End a held process this attempt claimed and did not use."""
+        held, self.held = self.held, None
+        if held is not None:
+            held.launch.finish()
 
     def _note(self, code: int) -> bool:
         """Note the exit on the job's record, through a store outage; False if it could not

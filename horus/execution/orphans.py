@@ -45,7 +45,8 @@ def record_exits(groups_dir: Path, lifecycle: Lifecycle) -> int:
             except HorusError as exc:
                 log.warning("%s: could not note its exit yet: %s", found.label, exc)
                 continue
-        log.warning("attempt %s exited %d as its worker process died", found.label, found.code)
+        if attempt is not None:  # not a process held for a job yet (horus.execution.warm)
+            log.warning("attempt %s exited %d as its worker process died", found.label, found.code)
         groups.settle(found)
         recorded += 1
     return recorded

@@ -6,6 +6,10 @@ gone afterwards.
 :meth:`Launch.wait` until the process exits, the deadline passes or the ``stop`` flag is
 set (its caller records an exit at once, before anything else), then :meth:`Launch.finish`
 ends the group, reaps it and hands back what it wrote.
+
+A launch started ``held`` (a warm start, see :mod:`horus.execution.warm`) runs its process
+up to where it reads its stdin, with no job yet: :meth:`Launch.release` gives it one (its
+label, its stdin, where its output goes), and only then is it waited for.
 """
 
 from __future__ import annotations
@@ -81,22 +85,25 @@ class Launch:
         tee: Tee | None = None,
         sandbox: Sandbox | None = None,
         workdir_limit: int | None = None,
+        held: bool = False,
     ) -> None:
         """Start ``argv``. With ``groups_dir``, its process group is recorded there while it
         runs (see :mod:`horus.proc.groups`) with ``label`` and ``scratch``, a directory of
         the attempt's own that a reaper removes should this process die first. What it
         writes goes to ``tee`` as it comes, and its first ``output_cap`` bytes are kept.
         With ``sandbox`` it runs in that sandbox (see :mod:`horus.proc.sandbox`); with
-        ``workdir_limit`` it is stopped once ``cwd`` holds more bytes than that."""
+        ``workdir_limit`` it is stopped once ``cwd`` holds more bytes than that. ``held``:
+        it starts, but its stdin stays open and unwritten until :meth:`release`."""
         kept = bool(keeper.DIE_WITH_WORKER)
         self.groups_dir = groups_dir
+        self.scratch = scratch
         if sandbox is not None:
             sandbox.prepare(cwd)
         self.proc = subprocess.Popen(
             keeper.wrap(argv, groups_dir, sandbox, cwd),
             env={**env, keeper.PARENT_ENV: str(os.getpid())} if kept else env,
             cwd=cwd,
-            stdin=subprocess.PIPE if stdin is not None or kept else subprocess.DEVNULL,
+            stdin=subprocess.PIPE if stdin is not None or kept or held else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
@@ -107,15 +114,42 @@ class Launch:
         self.marker = (
             write_marker(groups_dir, self.proc.pid, label, scratch) if groups_dir else None
         )
-        self.watch = Watch(
-            self.proc, keeper.GO + (stdin or b"") if kept else stdin, output_cap, tee
-        )
         self.stopped: Stopped | None = None
         self.cwd, self.workdir_limit = cwd, workdir_limit
+        self.watch: Watch | None = None
+        if not held:
+            self.watch = Watch(
+                self.proc, keeper.GO + (stdin or b"") if kept else stdin, output_cap, tee
+            )
+        elif kept:  # past its keeper now: it starts up to where it reads its stdin
+            assert self.proc.stdin is not None
+            os.write(self.proc.stdin.fileno(), keeper.GO)
+
+    def release(
+        self,
+        stdin: bytes,
+        output_cap: int,
+        *,
+        label: str = "",
+        tee: Tee | None = None,
+        workdir_limit: int | None = None,
+    ) -> bool:
+        """Give a held process its job: its group is recorded under ``label`` from now on,
+        it reads ``stdin``, and :meth:`wait` serves it (as :meth:`__init__` says). False,
+        and nothing changed, if it is not held or no longer runs (it must then be finished
+        and the job started anew)."""
+        if self.watch is not None or self.proc.poll() is not None:
+            return False
+        if self.groups_dir is not None:
+            self.marker = write_marker(self.groups_dir, self.proc.pid, label, self.scratch)
+        self.workdir_limit = workdir_limit
+        self.watch = Watch(self.proc, stdin, output_cap, tee)
+        return True
 
     def wait(self, deadline: float, stop: Flag) -> int | None:
         """Serve the process until it exits (its exit code, the process not yet reaped), its
         ``deadline`` (monotonic) passes or ``stop`` is set (None; :attr:`stopped` says why)."""
+        assert self.watch is not None, "a held launch is waited for once released"
         while True:
             left = deadline - time.monotonic()
             if self.watch.until_exit(max(0.0, min(left, CANCEL_POLL))):
@@ -134,6 +168,8 @@ class Launch:
         """End what is left of the group, reap it, read the rest of its output. With
         ``forget`` False (its exit is not recorded yet) the group's marker and exit file
         stay, for a reaper to record the exit from once this process is gone."""
+        if self.watch is None:  # held, never released: nothing of a job to hand back
+            self.watch = Watch(self.proc, None, 0)
         try:
             kill_group(self.proc.pid, self.proc)
             self.proc.wait()

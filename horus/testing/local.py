@@ -21,11 +21,13 @@ def run_locally(
     workdir: Path | None = None,
     output: OutputSink = DISCARD,
     cancel: threading.Event | None = None,
+    config: dict[str, Any] | None = None,
     **fields: Any,
 ) -> Outcome:
     """Validate a job for ``runner`` (an installed runner's name, or a runner) as the client
     and the worker do, then run it; ``fields`` are the job's other fields (``params``,
-    ``timeout``, ``env_vars``...). Setting ``cancel`` cancels it."""
+    ``timeout``, ``env_vars``...). Setting ``cancel`` cancels it. ``config`` is the
+    runner's table of ``runners.toml``, checked as a worker checks it."""
     plugin = registry.installed().get(runner) if isinstance(runner, str) else runner
     job = parse_job({"runner_id": plugin.name, "payload": payload, **fields})
     params = registry.validate(plugin, job)
@@ -37,7 +39,7 @@ def run_locally(
             deadline=time.monotonic() + job.timeout,
             launcher=AttemptLauncher(job.id, 1, None, stop, tee=output),
             params=params,
-            config=plugin.Config(),
+            config=registry.configure(plugin, config or {}),
             output=output,
         )
         return plugin.run(ctx)

@@ -102,7 +102,9 @@ def effect_then_death(ledger: Path, victim: str) -> Job:
     worker), writes its effect, exits 0, and leaves a helper that SIGKILLs the victim once
     the job's keeper has exited: its worker dies just after the job exited."""
     return chaos(
-        POOL + "keeper=$PPID; read -r _ _ _ _ worker _ < /proc/$pool/stat; "
+        f"pwd > {ledger}.workdir; "
+        + POOL
+        + "keeper=$PPID; read -r _ _ _ _ worker _ < /proc/$pool/stat; "
         f"kill -STOP {victim}; echo effect-$HORUS_ATTEMPT >> {ledger}; "
         '( while [ "$(cut -d" " -f3 /proc/$keeper/stat)" != Z ]; do sleep 0.01; done; '
         f"kill -9 {victim} ) >/dev/null 2>&1 & exit 0",
@@ -298,7 +300,9 @@ def test_a_job_that_exited_0_as_its_pool_process_died_completes_and_never_runs_a
     assert ledger.read_text() == "effect-1\n"
     assert client.get_job(job_id).attempt == 1
     # the dead pool process's scratch directory went with its job
-    assert not list(Path(tempfile.gettempdir()).glob(f"horus-{job_id[:12]}-*"))
+    workdir = Path(Path(f"{ledger}.workdir").read_text().strip())
+    assert workdir.is_relative_to(tempfile.gettempdir())
+    assert not workdir.exists()
 
 
 @needs_keeper
@@ -307,12 +311,16 @@ def test_a_job_that_kills_its_pool_process_leaves_no_process_and_no_directory_be
 ) -> None:
     worker = chaos_worker(chaos_workers)
     pids = tmp_path / "pids"
-    job_id = client.submit(chaos(f"{POOL}sleep 60 & echo $! > {pids}; kill -9 $pool; sleep 60"))
+    job_id = client.submit(
+        chaos(f"pwd > {pids}.workdir; {POOL}sleep 60 & echo $! > {pids}; kill -9 $pool; sleep 60")
+    )
     result = client.wait(job_id, timeout=60)
     assert result.status is JobStatus.FAILED
     assert "lost with its worker 3 times" in (result.error or "")
     assert not pid_alive(int(pids.read_text()))
-    assert not list(Path(tempfile.gettempdir()).glob(f"horus-{job_id[:12]}-*"))
+    workdir = Path(Path(f"{pids}.workdir").read_text().strip())
+    assert workdir.is_relative_to(tempfile.gettempdir())
+    assert not workdir.exists()
     assert worker.proc is not None
     assert worker.proc.poll() is None  # the worker lives on, with a new pool process
 

@@ -38,6 +38,40 @@ class EchoRunner(Runner):
         return Outcome(status=JobStatus.COMPLETED, output=text, exit_code=0)
 
 
+class CallParams(BaseModel):
+    """The keyword arguments of the call: any JSON values, by any names."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class CallConfig(BaseModel):
+    """The call runner's configuration (``[call]`` in ``runners.toml``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    preload: tuple[str, ...] = ()
+
+
+class CallRunner(Runner):
+    """A library call, as the python runner makes one, on a queue of its own: for tests of
+    a worker whose python calls nothing else takes."""
+
+    name = "call"
+    description = "third-party test runner: ctx.call(PAYLOAD, params) on the horus.call queue"
+    Params = CallParams
+    Config = CallConfig
+    example = Example("json:dumps", {"obj": [1, 2]})
+    slow_example = Example("signal:pause")
+
+    def validate(self, payload: str, params: CallParams) -> None:
+        """Anything goes: a call that cannot be made fails the job."""
+
+    def run(self, ctx: RunContext) -> Outcome:
+        """Make the call in the job's child interpreter."""
+        assert isinstance(ctx.config, CallConfig)
+        return ctx.call(ctx.job.payload, ctx.job.params, preload=ctx.config.preload)
+
+
 class ChaosRunner(Runner):
     """A shell runner on a queue of its own, for tests that kill and stop its workers."""
 

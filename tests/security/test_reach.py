@@ -14,7 +14,7 @@ from horus.errors import NotAllowed
 from horus.job import JobStatus, parse_job
 from horus.store import keys as store_keys
 from tests.conftest import WORKER_SECRET
-from tests.harness import WorkerProcess, wait_until
+from tests.harness import WorkerProcess, wait_until, workdir_of
 from tests.security.conftest import SETTINGS, Attacker
 
 
@@ -76,15 +76,19 @@ def test_a_job_cannot_see_another_jobs_working_directory(
     other_id = other.submit(
         parse_job({"runner_id": "python", "payload": "asyncio:sleep", "params": {"delay": 8}})
     )
-    assert wait_until(lambda: list(Path("/tmp").glob(f"horus-{other_id[:12]}-*")), 20)
+    assert wait_until(lambda: workdir_of(other_id), 20)
+    workdir = workdir_of(other_id)
+    assert workdir is not None
+    (workdir / "its-file").write_text("the other job's")
     canary = tmp_path / "seen"
     result = attacker.run(
-        f"ls -d /tmp/horus-* > {canary} 2>/dev/null; ls /tmp/horus-{other_id[:12]}-* "
-        f">> {canary} 2>/dev/null; echo ran"
+        f"ls -d /tmp/horus-* > {canary} 2>/dev/null; ls {workdir} >> {canary} 2>/dev/null;"
+        f" cat {workdir}/its-file >> {canary} 2>/dev/null; echo ran"
     )
     assert result.output == "ran\n"
     seen = canary.read_text()
-    assert other_id[:12] not in seen
+    assert workdir.name not in seen  # (its own workdir it may see)
+    assert "the other job's" not in seen
     assert other.get_job_status(other_id) is JobStatus.RUNNING  # it was there to be seen
     other.cancel_job(other_id)
 

@@ -32,3 +32,10 @@ def environment() -> dict[str, str]:
 def not_json() -> object:
     """Return something that JSON cannot carry."""
     return object()
+
+
+def loaded(name: str) -> bool:
+    """Whether module ``name`` was imported before this call."""
+    import sys
+
+    return name in sys.modules

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from horus import InvalidJob, JobStatus, parse_job
-from horus.registry import installed, validate
+from horus.errors import RunnerContractError
+from horus.registry import configure, installed, validate
 from horus.testing import run_locally
 
 FIXTURES = "pyrunner_fixtures"
@@ -110,3 +111,31 @@ def test_a_sync_call_starts_without_asyncio_or_traceback(tmp_path: Path) -> None
     # ./dev installs Horus editable as plain paths: no import hook (and its pathlib,
     # urllib, ipaddress...) is loaded at the start of every job's interpreter
     assert not [name for name in loaded if name.startswith("__editable__")]
+
+
+def test_modules_the_runner_preloads_are_imported_before_the_call(tmp_path: Path) -> None:
+    seen = run_locally("python", f"{FIXTURES}:loaded", tmp_path, params={"name": "decimal"})
+    assert json.loads(seen.output) is False  # not by itself
+    preloaded = run_locally(
+        "python",
+        f"{FIXTURES}:loaded",
+        tmp_path,
+        params={"name": "decimal"},
+        config={"preload": ["decimal"]},
+    )
+    assert json.loads(preloaded.output) is True
+
+
+def test_a_preload_that_does_not_import_is_left_for_the_job_to_meet(tmp_path: Path) -> None:
+    outcome = run_locally(
+        "python", f"{FIXTURES}:add", tmp_path, params={"a": 1, "b": 2}, config={"preload": ["nope"]}
+    )
+    assert outcome.status is JobStatus.COMPLETED, outcome.error
+
+
+@pytest.mark.parametrize("name", ["1bad", "a b", "os;rm", ""])
+def test_a_preload_that_is_not_a_module_name_is_refused_naming_the_fix(name: str) -> None:
+    with pytest.raises(
+        RunnerContractError, match=r"runners.toml \[python\]: .*write package\.module"
+    ):
+        configure(installed().get("python"), {"preload": [name]})

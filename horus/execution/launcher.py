@@ -21,6 +21,7 @@ from typing import TypeVar
 
 from horus.errors import HorusError
 from horus.execution import orphans
+from horus.execution import warm as warm_starts
 from horus.execution.isolation import Isolation
 from horus.execution.warm import Held
 from horus.job import JobStatus
@@ -99,9 +100,11 @@ class AttemptLauncher:
         runner_id: str = "",
         isolation: Isolation | None = None,
         held: Held | None = None,
+        hold_next: bool = False,
     ) -> None:
-        """``held``: the warm call this attempt claimed (see :mod:`horus.execution.warm`),
-        whose working directory is the attempt's."""
+        """``held``: the held process this attempt claimed (see
+        :mod:`horus.execution.warm`), whose working directory is the attempt's;
+        ``hold_next``: once its first process runs, start the next job's, held."""
         self.job_id = job_id
         self.runner_id = runner_id
         self.attempt = attempt
@@ -112,8 +115,7 @@ class AttemptLauncher:
         self.tee = tee
         self.isolation = isolation or Isolation(None)
         self.held = held
-        #: the command and environment of the last warm call, which may be held for the next
-        self.warm_call: tuple[WarmStart, tuple[str, ...], dict[str, str]] | None = None
+        self.hold_next = hold_next
 
     def run(
         self,
@@ -127,8 +129,6 @@ class AttemptLauncher:
     ) -> Outcome:
         """Run ``argv`` to its end, its deadline or its stop; ``warm``: in the held process
         if it fits (see :mod:`horus.execution.warm`)."""
-        if warm is not None:
-            self.warm_call = (warm, tuple(argv), dict(env))
         launch = self._released(warm, argv, env, cwd, stdin or b"") if warm else None
         if launch is None:
             launch = Launch(
@@ -144,6 +144,9 @@ class AttemptLauncher:
                 sandbox=self.isolation.sandbox,
                 workdir_limit=self.isolation.workdir_bytes,
             )
+        if warm is not None and self.hold_next:
+            self.hold_next = False  # one a job, made while its first process runs
+            self._hold(warm, argv, env)
         # The exit the keeper writes to disk goes only once it is accounted for: noted on
         # the record, or the process stopped here (timeout, cancel). Should this process be
         # stopped meanwhile (SIGTERM raises SystemExit in a pool process), it stays.
@@ -174,6 +177,15 @@ class AttemptLauncher:
             return held.launch
         held.launch.finish()  # its directory is the attempt's: it stays
         return None
+
+    def _hold(self, kind: WarmStart, argv: Sequence[str], env: dict[str, str]) -> None:
+        """Start the next job's process, held, as this one was started."""
+        try:
+            warm_starts.hold(
+                self.runner_id, kind, argv, env, self.isolation.sandbox, self.groups_dir
+            )
+        except OSError as exc:
+            log.warning("could not start the next %s job's process: %s", self.runner_id, exc)
 
     def close(self) -> None:
         """End a held process this attempt claimed and did not use."""

@@ -1,6 +1,6 @@
-"""The run of one admitted attempt through its runner: its working directory, its
-launcher, and, after it, the warm start of the call it made, for the next job of its
-runner (:mod:`horus.execution.warm`).
+"""The run of one admitted attempt through its runner: its working directory (a held
+process's, see :mod:`horus.execution.warm`, or a new one) and its launcher, which starts
+the next job's process held once this job's runs.
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ from horus.execution.launcher import AttemptLauncher
 from horus.execution.output import Output
 from horus.job import JobStatus
 from horus.proc.groups import SCRATCH_PREFIX
-from horus.proc.sandbox import Sandbox
-from horus.runner import Outcome, RunContext, WarmStart
+from horus.runner import Outcome, RunContext
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +53,7 @@ def run_admitted(
         runner_id=job.runner_id,
         isolation=admission.isolation,
         held=held,
+        hold_next=True,
     )
     try:
         return admission.runner.run(
@@ -78,20 +78,3 @@ def run_admitted(
         launcher.close()
         output.close()
         shutil.rmtree(workdir, ignore_errors=True)
-        if launcher.warm_call is not None:
-            _hold_next(ctx, job.runner_id, *launcher.warm_call, sandbox)
-
-
-def _hold_next(
-    ctx: WorkerContext,
-    runner_id: str,
-    kind: WarmStart,
-    argv: tuple[str, ...],
-    env: dict[str, str],
-    sandbox: Sandbox | None,
-) -> None:
-    """Start the next process of this attempt's runner, held for its next job."""
-    try:
-        warm.hold(runner_id, kind, argv, env, sandbox, ctx.settings.groups_dir)
-    except OSError as exc:
-        log.warning("could not start a warm %s call for the next job: %s", runner_id, exc)

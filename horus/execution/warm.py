@@ -3,8 +3,8 @@ working directory, so that the job that comes next begins the moment it arrives,
 after bubblewrap, its helpers and (for a python call) the interpreter and the modules its
 runner preloads have started: about 10 ms a shell job and 30 ms a python job here.
 
-After an attempt, its pool process starts the next one held (:class:`horus.proc.launch.
-Launch`, ``held``), of the kind the attempt used:
+Once an attempt's first process runs, its pool process starts the next job's, held
+(:class:`horus.proc.launch.Launch`, ``held``), of the kind the attempt used:
 
 - ``call`` (:meth:`horus.runner.RunContext.call`): the child interpreter starts, imports
   what the runner preloads and waits for its request on stdin. A job's call fits it if it
@@ -20,8 +20,10 @@ Either fits only a job of the same runner in the same sandbox (grant paths, netw
 limits); the job then gets the held process's working directory as its own. A job that
 would run otherwise, or that comes to a held process that died, starts cold, as before.
 
-Every job still runs in a process and a sandbox of its own, started for it alone after the
-job before it had ended: nothing of an earlier job is left in it. The held process is a
+Every job still runs in a process and a sandbox of its own, started for it alone: nothing
+of an earlier job is left in it. The job that runs while it waits cannot reach it (other
+PID, mount and network namespaces), and none of its own job's code runs until that job
+has ended (one job at a time per pool process). The held process is a
 recorded process group like any job's (label :data:`LABEL`): should its pool process die,
 its keeper ends it and every reaper removes it and its directory.
 """

@@ -469,7 +469,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     M(
         "a held call is claimed only by a job of its runner and sandbox",
         "horus/execution/warm.py",
-        "if held.runner_id != runner_id or held.sandbox != sandbox:",
+        "if held is not None and held.sandbox != sandbox:",
         "if False:",
         (f"{WARM}::test_a_job_claims_the_held_call_of_its_runner_and_sandbox_only",),
     ),

@@ -22,7 +22,8 @@ would run otherwise, or that comes to a held process that died, starts cold, as 
 
 Every job still runs in a process and a sandbox of its own, started for it alone: nothing
 of an earlier job is left in it. The job that runs while it waits cannot reach it (other
-PID, mount and network namespaces), and none of its own job's code runs until that job
+PID and mount namespaces, and a network namespace of its own unless the grant shares the
+host's), and none of its own job's code runs until that job
 has ended (one job at a time per pool process). The held process is a
 recorded process group like any job's (label :data:`LABEL`): should its pool process die,
 its keeper ends it and every reaper removes it and its directory.
@@ -114,18 +115,23 @@ def startup_of(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     return tuple((name, env[name]) for name in STARTUP_VARIABLES if name in env)
 
 
-_held: Held | None = None
+#: what this process holds, by runner (at most one each)
+_held: dict[str, Held] = {}
+
+
+def _take(runner_id: str) -> Held | None:
+    """This process's held process of ``runner_id``, no longer held (a forked process
+    finds its parent's, which it does not own, and leaves it)."""
+    held = _held.pop(runner_id, None)
+    return held if held is not None and held.owner == os.getpid() else None
 
 
 def claim(runner_id: str, sandbox: Sandbox | None) -> Held | None:
-    """The held call of ``runner_id`` in ``sandbox``, now the caller's (its working directory
-    becomes the attempt's), or None when this process holds none such; one of another
-    runner or sandbox is ended."""
-    global _held
-    held, _held = _held, None
-    if held is None or held.owner != os.getpid():
-        return None
-    if held.runner_id != runner_id or held.sandbox != sandbox:
+    """The held process of ``runner_id`` in ``sandbox``, now the caller's (its working
+    directory becomes the attempt's), or None when this process holds none such; one in
+    another sandbox (another grant) is ended."""
+    held = _take(runner_id)
+    if held is not None and held.sandbox != sandbox:
         held.discard()
         return None
     return held
@@ -139,13 +145,12 @@ def hold(
     sandbox: Sandbox | None,
     groups_dir: Path | None,
 ) -> None:
-    """Start the next process of ``runner_id`` held (replacing any held before): for a
+    """Start the next process of ``runner_id`` held (replacing one held before): for a
     ``call``, ``argv`` with the startup variables of ``env``; for an ``exec``, the shell
     that will exec the job's command. Its own environment is minimal."""
-    global _held
-    if _held is not None and _held.owner == os.getpid():
-        _held.discard()
-    _held = None
+    earlier = _take(runner_id)
+    if earlier is not None:
+        earlier.discard()
     workdir = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{LABEL}-"))
     own = {"PATH": env.get("PATH", ""), "HOME": str(workdir), "TMPDIR": str(workdir)}
     if kind == "call":
@@ -167,7 +172,7 @@ def hold(
     except OSError:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
-    _held = Held(
+    _held[runner_id] = Held(
         runner_id, kind, tuple(argv), sandbox, tuple(own.items()), workdir, launch, os.getpid()
     )
 
@@ -175,7 +180,7 @@ def hold(
 @atexit.register
 def release_all() -> None:
     """End what this process holds (at its exit, and when a worker stops)."""
-    global _held
-    held, _held = _held, None
-    if held is not None and held.owner == os.getpid():
-        held.discard()
+    for runner_id in list(_held):
+        held = _take(runner_id)
+        if held is not None:
+            held.discard()

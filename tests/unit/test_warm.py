@@ -62,10 +62,9 @@ def test_a_held_process_that_died_is_not_released(tmp_path: Path) -> None:
 def test_a_job_claims_the_held_call_of_its_runner_and_sandbox_only() -> None:
     box = Sandbox(limits=Limits(processes=50))
     warm.hold("call", "call", ARGV, ENV, None, None)
-    assert warm.claim("other", None) is None  # another runner: ended, not kept
-    warm.hold("call", "call", ARGV, ENV, None, None)
-    first = warm._held
-    assert first is not None
+    first = warm._held["call"]
+    assert warm.claim("other", None) is None  # another runner's stays held for it
+    assert group_alive(first.launch.proc.pid, first.launch.proc)
     assert warm.claim("call", box) is None  # another sandbox (another grant)
     assert not first.workdir.exists()
     assert not group_alive(first.launch.proc.pid, first.launch.proc)
@@ -137,8 +136,7 @@ def test_a_held_process_is_started_with_no_variable_of_its_maker_but_the_startup
         None,
         None,
     )
-    held = warm._held
-    assert held is not None
+    held = warm._held.pop("call")
     held.launch.release(b"", 1000)
     held.launch.wait(time.monotonic() + 10, threading.Event())
     seen = dict(line.split("=", 1) for line in held.launch.finish().output.splitlines())
@@ -146,7 +144,6 @@ def test_a_held_process_is_started_with_no_variable_of_its_maker_but_the_startup
     assert seen["TZ"] == "UTC"
     assert seen["LANG"] == "C.UTF-8"
     assert seen["HOME"] == str(held.workdir)
-    warm._held = None
     held.workdir.rmdir()
 
 
@@ -197,3 +194,15 @@ def test_an_exec_start_of_a_job_whose_variable_no_shell_can_set_starts_cold() ->
     assert age < 0.25
     assert not group_alive(held.launch.proc.pid, held.launch.proc)
     held.workdir.rmdir()
+
+
+def test_each_runner_keeps_its_own_held_process() -> None:
+    warm.hold("call", "call", ARGV, ENV, None, None)
+    warm.hold("shell", "exec", [], ENV, None, None)
+    shell = warm.claim("shell", None)
+    call = warm.claim("call", None)
+    assert shell is not None
+    assert call is not None
+    assert (shell.kind, call.kind) == ("exec", "call")
+    shell.discard()
+    call.discard()

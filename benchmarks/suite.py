@@ -305,6 +305,15 @@ def bench_broker(name: str, broker: str, args: argparse.Namespace, policy_off: P
     row("shell `true` jobs vs a bare spawn loop", "jobs/s", spawn, h_true, "higher")
     row("round trip p50, one job at a time", "ms", c_p50, h_p50, "lower", 0.5)
     row("round trip p99, one job at a time", "ms", c_p99, h_p99, "lower")
+    # the same with a python no-op job (Celery: the same in-process no-op as above)
+    with ours.running("python"):
+        ours.wait(ours.publish(NOOP, 2))
+        samples = [
+            timed(lambda: ours.wait(ours.publish(NOOP, 1))) * 1000 for _ in range(args.roundtrips)
+        ]
+    row(
+        "round trip p50, one python job at a time", "ms", c_p50, statistics.median(samples), "lower"
+    )
 
     # worker memory after many jobs against after the first ones
     if args.soak:

@@ -144,14 +144,14 @@ class AttemptLauncher:
                 sandbox=self.isolation.sandbox,
                 workdir_limit=self.isolation.workdir_bytes,
             )
-        if warm is not None and self.hold_next:
-            self.hold_next = False  # one a job, made while its first process runs
-            self._hold(warm, argv, env)
         # The exit the keeper writes to disk goes only once it is accounted for: noted on
         # the record, or the process stopped here (timeout, cancel). Should this process be
         # stopped meanwhile (SIGTERM raises SystemExit in a pool process), it stays.
         accounted = False
         try:
+            if warm is not None and self.hold_next:
+                self.hold_next = False  # one a job, made while its first process runs
+                self._hold(warm, argv, env)
             code = launch.wait(deadline, self.stop)
             # noted before reaping: see horus.execution.orphans
             accounted = code is None or self._note(code)
@@ -167,8 +167,12 @@ class AttemptLauncher:
         if held is None:
             return None
         fits = held.workdir == cwd and held.fits(kind, argv, env, self.isolation.sandbox)
+        try:
+            request = held.request(argv, env, stdin) if fits else b""
+        except ValueError:  # text that cannot be written (a cold start says why)
+            fits = False
         if fits and held.launch.release(
-            held.request(argv, env, stdin),
+            request,
             self.isolation.output_cap,
             label=orphans.label(self.job_id, self.attempt),
             tee=self.tee,
@@ -184,7 +188,7 @@ class AttemptLauncher:
             warm_starts.hold(
                 self.runner_id, kind, argv, env, self.isolation.sandbox, self.groups_dir
             )
-        except OSError as exc:
+        except Exception as exc:  # the next job then starts cold; this one goes on
             log.warning("could not start the next %s job's process: %s", self.runner_id, exc)
 
     def close(self) -> None:

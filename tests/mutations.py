@@ -465,6 +465,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         "if False:",
         ("tests/unit/test_sealing.py",),
     ),
+    M(
+        "the programs that start a job are the worker's, never found on a job's PATH",
+        "horus/proc/tools.py",
+        "    return shutil.which(name) or name",
+        "    return name",
+        ("tests/security/test_processes.py", "-k", "sets_path"),
+    ),
     # -- warm starts (horus.execution.warm) --------------------------------------------
     M(
         "a held call is claimed only by a job of its runner and sandbox",

@@ -179,7 +179,7 @@ def run_worker(ctx: WorkerContext, concurrency: int, loglevel: str = "INFO") -> 
     ]
     for signal, method in hooks:
         signal.connect(_named(method), weak=False)
-    # a pool process that ends (a stop, a restart) ends the call it holds for its next job
+    # a pool process that ends (a stop, a restart) ends the processes it holds for next jobs
     worker_process_shutdown.connect(lambda **_: warm.release_all(), weak=False)
     for dropped in (task_rejected, task_unknown):
         dropped.connect(_audit_dropped(ctx), weak=False)

@@ -23,7 +23,6 @@ from horus.errors import HorusError
 from horus.execution import orphans
 from horus.execution import warm as warm_starts
 from horus.execution.isolation import Isolation
-from horus.execution.warm import Held
 from horus.job import JobStatus
 from horus.proc.launch import Flag, Launch, Ran
 from horus.proc.watch import Tee
@@ -99,7 +98,7 @@ class AttemptLauncher:
         tee: Tee | None = None,
         runner_id: str = "",
         isolation: Isolation | None = None,
-        held: Held | None = None,
+        held: warm_starts.Held | None = None,
         hold_next: bool = False,
     ) -> None:
         """``held``: the held process this attempt claimed (see
@@ -133,7 +132,7 @@ class AttemptLauncher:
         if launch is None:
             launch = Launch(
                 argv,
-                env=env,
+                env=warm_starts.own_env(warm, env, cwd) if warm == "call" else env,
                 cwd=cwd,
                 output_cap=self.isolation.output_cap,
                 stdin=stdin,
@@ -166,7 +165,7 @@ class AttemptLauncher:
         held, self.held = self.held, None
         if held is None:
             return None
-        fits = held.workdir == cwd and held.fits(kind, argv, env, self.isolation.sandbox)
+        fits = held.workdir == cwd and held.fits(kind, argv, env)
         try:
             request = held.request(argv, env, stdin) if fits else b""
         except ValueError:  # text that cannot be written (a cold start says why)

@@ -5,7 +5,6 @@ the next job's process held once this job's runs.
 
 from __future__ import annotations
 
-import logging
 import shutil
 import tempfile
 import time
@@ -21,8 +20,6 @@ from horus.execution.output import Output
 from horus.job import JobStatus
 from horus.proc.groups import SCRATCH_PREFIX
 from horus.runner import Outcome, RunContext
-
-log = logging.getLogger(__name__)
 
 
 def run_admitted(

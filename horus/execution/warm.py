@@ -21,12 +21,14 @@ limits); the job then gets the held process's working directory as its own. A jo
 would run otherwise, or that comes to a held process that died, starts cold, as before.
 
 Every job still runs in a process and a sandbox of its own, started for it alone: nothing
-of an earlier job is left in it. The job that runs while it waits cannot reach it (other
-PID and mount namespaces, and a network namespace of its own unless the grant shares the
-host's), and none of its own job's code runs until that job
-has ended (one job at a time per pool process). The held process is a
-recorded process group like any job's (label :data:`LABEL`): should its pool process die,
-its keeper ends it and every reaper removes it and its directory.
+of an earlier job is left in it, and its environment holds nothing of the running job's. A
+sandboxed job that runs while it waits cannot reach it (other PID and mount namespaces, a
+network namespace of its own unless the grant shares the host's, and a directory that is
+root's until its job comes), and none of its own job's code runs until the running job has
+ended (one job at a time per pool process). Unsandboxed jobs run as the worker.
+
+The held process is a recorded process group like any job's (label :data:`LABEL`): should
+its pool process die, its keeper ends it and every reaper removes it and its directory.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from pathlib import Path
 from horus.proc.groups import SCRATCH_PREFIX
 from horus.proc.launch import Launch
 from horus.proc.sandbox import Sandbox
-from horus.runner import WarmStart
+from horus.runner import BASE_PATH, WarmStart
 
 #: the marker label of a held process (not an attempt's: reapers record no exit for it)
 LABEL = "warm"
@@ -65,14 +67,16 @@ done
 exit 126
 """
 #: the variable names a start file can set (a job with another starts cold)
-NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: variables a shell sets itself where the job's environment has them (as the keeper's shell
+#: does on a cold start): exported with the waiting shell's own value
+SHELL_SET = ("PWD", "IFS", "PPID")
 
 
 @dataclass(frozen=True)
 class Held:
     """One held process: what it was started for, and the process."""
 
-    runner_id: str
     kind: WarmStart
     #: what it runs (a call's command; the shell of an exec start)
     argv: tuple[str, ...]
@@ -84,22 +88,24 @@ class Held:
     #: the pool process that holds it (a forked process does not own its parent's)
     owner: int
 
-    def fits(
-        self, kind: WarmStart, argv: Sequence[str], env: Mapping[str, str], sandbox: Sandbox | None
-    ) -> bool:
-        """True if a job would run ``argv`` with ``env`` in ``sandbox`` as this one would."""
-        if kind != self.kind or sandbox != self.sandbox or not argv:
+    def fits(self, kind: WarmStart, argv: Sequence[str], env: Mapping[str, str]) -> bool:
+        """True if a job would run ``argv`` with ``env`` as this one would (its sandbox is
+        this one's: :func:`claim` made sure)."""
+        if kind != self.kind or not argv:
             return False
         if kind == "call":
             return tuple(argv) == self.argv and startup_of(env) == startup_of(dict(self.env))
-        return all(NAME.match(name) for name in env)
+        return all(NAME.fullmatch(name) for name in env)
 
     def request(self, argv: Sequence[str], env: Mapping[str, str], stdin: bytes) -> bytes:
         """What the held process reads to run ``argv`` with ``env``, then ``stdin``."""
         if self.kind == "call":
             return stdin
-        lines = ["unset PWD " + " ".join(name for name, _ in self.env)]
-        lines += [f"export {name}={shlex.quote(value)}" for name, value in env.items()]
+        lines = ["unset " + " ".join(name for name, _ in self.env)]
+        lines += [
+            f"export {name}" if name in SHELL_SET else f"export {name}={shlex.quote(value)}"
+            for name, value in env.items()
+        ]
         lines.append("exec " + " ".join(shlex.quote(arg) for arg in argv))
         end = f"horus-start-{secrets.token_hex(16)}"
         return "\n".join([end, *lines, end, ""]).encode("utf-8", "surrogateescape") + stdin
@@ -113,6 +119,16 @@ class Held:
 def startup_of(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     """The variables of ``env`` an interpreter reads as it starts."""
     return tuple((name, env[name]) for name in STARTUP_VARIABLES if name in env)
+
+
+def own_env(kind: WarmStart, env: Mapping[str, str], workdir: Path) -> dict[str, str]:
+    """The environment a process of ``kind`` starts with, held or cold, for a job whose
+    environment is ``env``: a call's interpreter, only what it reads as it starts (the job's
+    environment comes with its request, so that the modules it preloads see the same
+    either way); a held shell, nothing of the job's (not even its PATH: the programs that
+    start a held process are never a job's)."""
+    own = {"PATH": BASE_PATH, "HOME": str(workdir), "TMPDIR": str(workdir)}
+    return {**own, **dict(startup_of(env))} if kind == "call" else own
 
 
 #: what this process holds, by runner (at most one each)
@@ -152,10 +168,8 @@ def hold(
     if earlier is not None:
         earlier.discard()
     workdir = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{LABEL}-"))
-    own = {"PATH": env.get("PATH", ""), "HOME": str(workdir), "TMPDIR": str(workdir)}
-    if kind == "call":
-        own.update(startup_of(env))
-    else:
+    own = own_env(kind, env, workdir)
+    if kind == "exec":
         argv = ["/bin/sh", "-c", EXEC_SCRIPT, "horus-held"]
     try:
         launch = Launch(
@@ -173,7 +187,7 @@ def hold(
         shutil.rmtree(workdir, ignore_errors=True)
         raise
     _held[runner_id] = Held(
-        runner_id, kind, tuple(argv), sandbox, tuple(own.items()), workdir, launch, os.getpid()
+        kind, tuple(argv), sandbox, tuple(own.items()), workdir, launch, os.getpid()
     )
 
 

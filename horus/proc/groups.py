@@ -155,14 +155,25 @@ def exit_file(groups_dir: Path, pgid: int) -> Path:
     return groups_dir / f"exit-{pgid}"
 
 
-def write_marker(groups_dir: Path, pid: int, label: str = "", scratch: Path | None = None) -> Path:
-    """Record the job process ``pid`` (a group leader this process just started)."""
+def write_marker(
+    groups_dir: Path,
+    pid: int,
+    label: str = "",
+    scratch: Path | None = None,
+    started: bool = True,
+) -> Path:
+    """Record the job process ``pid`` (a group leader this process just started, or, with
+    ``started`` False, one it recorded before, under a new label). The marker is replaced
+    whole (never seen half written); a new leader's stale exit file goes first."""
     groups_dir.mkdir(parents=True, exist_ok=True)
-    exit_file(groups_dir, pid).unlink(missing_ok=True)  # an earlier process's, same pid
+    if started:
+        exit_file(groups_dir, pid).unlink(missing_ok=True)  # an earlier process's, same pid
     me = os.getpid()
     head = f"{start_time(pid)} {me} {start_time(me)} {os.getppid()} {label}".strip()
     path = groups_dir / str(pid)
-    path.write_text(f"{head}\n{scratch}" if scratch is not None else head)
+    draft = groups_dir / f".{pid}.new"  # not a marker's name until it is renamed
+    draft.write_text(f"{head}\n{scratch}" if scratch is not None else head)
+    os.replace(draft, path)
     return path
 
 

@@ -27,49 +27,56 @@ job's first process to kill it; should it never come, the keeper kills the init.
 from __future__ import annotations
 
 import logging
+import shlex
 import shutil
 import subprocess
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
+from horus.proc import tools
 from horus.proc.sandbox import Sandbox
 
 log = logging.getLogger(__name__)
 
 #: what the keeper runs under: setpriv arms the death signal, then execs the keeper
-DIE_WITH_WORKER = ["setpriv", "--pdeathsig", "USR2", "--"] if shutil.which("setpriv") else []
+DIE_WITH_WORKER = (
+    [tools.path("setpriv"), "--pdeathsig", "USR2", "--"] if shutil.which("setpriv") else []
+)
+#: the keeper's script; its own variables are named horus_*, names a job may not set, so
+#: that none of them changes a variable of the job's environment (the shell exports every
+#: variable it was given)
 SCRIPT = """\
-read -r go && [ "$go" = go ] && [ "$PPID" = "$HORUS_PARENT" ] || exit 137
+read -r horus_go && [ "$horus_go" = go ] && [ "$PPID" = "$HORUS_PARENT" ] || exit 137
 unset HORUS_PARENT
-d=$1; b=$2; shift 2
-first() {
-  f=; { read -r f _; } 2>/dev/null < "/proc/$1/task/$1/children"
+horus_d=$1; horus_b=$2; shift 2
+horus_first() {
+  horus_f=; { read -r horus_f horus_; } 2>/dev/null < "/proc/$1/task/$1/children"
 }
-end() {
-  [ -n "$b" ] || { kill -9 "$c" 2>/dev/null; return; }
-  n=0
-  while [ "$n" -lt 200 ]; do
-    first "$c"; p=$f; j=
-    [ -z "$p" ] || { first "$p"; j=$f; }
-    [ -z "$j" ] || { kill -9 "$j" 2>/dev/null; return; }
-    st=; { read -r _ _ st _; } 2>/dev/null < "/proc/$c/stat"
-    [ "$st" = Z ] || [ -z "$st" ] && return
-    n=$((n + 1)); sleep 0.01
+horus_end() {
+  [ -n "$horus_b" ] || { kill -9 "$horus_c" 2>/dev/null; return; }
+  horus_n=0
+  while [ "$horus_n" -lt 200 ]; do
+    horus_first "$horus_c"; horus_p=$horus_f; horus_j=
+    [ -z "$horus_p" ] || { horus_first "$horus_p"; horus_j=$horus_f; }
+    [ -z "$horus_j" ] || { kill -9 "$horus_j" 2>/dev/null; return; }
+    horus_st=; { read -r horus_ horus_ horus_st horus_; } 2>/dev/null < "/proc/$horus_c/stat"
+    [ "$horus_st" = Z ] || [ -z "$horus_st" ] && return
+    horus_n=$((horus_n + 1)); @SLEEP@ 0.01
   done
-  kill -9 "${p:-$c}" 2>/dev/null
+  kill -9 "${horus_p:-$horus_c}" 2>/dev/null
 }
-trap 'i=1' TERM
-trap 'i=1; dead=1; [ -z "$c" ] || end' USR2
+trap 'horus_i=1' TERM
+trap 'horus_i=1; horus_dead=1; [ -z "$horus_c" ] || horus_end' USR2
 exec 3<&0
-{ exec "$@"; } <&3 3<&- & c=$!
+{ exec "$@"; } <&3 3<&- & horus_c=$!
 exec 3<&-
-[ -z "$dead" ] || end
-i=1
-while [ -n "$i" ]; do i=; wait "$c" 2>/dev/null; s=$?; done
-[ -z "$d" ] || echo "$s" 2>/dev/null > "$d/exit-$$"
-exit "$s"
-"""
+[ -z "$horus_dead" ] || horus_end
+horus_i=1
+while [ -n "$horus_i" ]; do horus_i=; wait "$horus_c" 2>/dev/null; horus_s=$?; done
+[ -z "$horus_d" ] || echo "$horus_s" 2>/dev/null > "$horus_d/exit-$$"
+exit "$horus_s"
+""".replace("@SLEEP@", shlex.quote(tools.path("sleep")))
 #: the line that lets a job past the keeper's first check; the job's own stdin follows it
 GO = b"go\n"
 #: the variable that tells the keeper which process must be its parent
@@ -80,7 +87,7 @@ PARENT_ENV = "HORUS_PARENT"
 def _default_signals() -> list[str]:
     """What gives the job SIGINT and SIGQUIT back (a shell starts a background child with
     both ignored): GNU env's --default-signal, where this env has it."""
-    argv = ["env", "--default-signal=INT,QUIT", "--"]
+    argv = [tools.path("env"), "--default-signal=INT,QUIT", "--"]
     try:
         works = subprocess.run([*argv, "true"], capture_output=True, timeout=10).returncode == 0
     except (OSError, subprocess.SubprocessError):

@@ -97,7 +97,8 @@ class Launch:
         kept = bool(keeper.DIE_WITH_WORKER)
         self.groups_dir = groups_dir
         self.scratch = scratch
-        if sandbox is not None:
+        self.sandbox = sandbox
+        if sandbox is not None and not held:  # a held one's is the job's once released
             sandbox.prepare(cwd)
         self.proc = subprocess.Popen(
             keeper.wrap(argv, groups_dir, sandbox, cwd),
@@ -140,8 +141,15 @@ class Launch:
         and the job started anew)."""
         if self.watch is not None or self.proc.poll() is not None:
             return False
-        if self.groups_dir is not None:
-            self.marker = write_marker(self.groups_dir, self.proc.pid, label, self.scratch)
+        if self.groups_dir is not None:  # relabelled first, then looked at again: should it
+            # have died meanwhile, its exit stays the held process's, not the job's
+            self.marker = write_marker(
+                self.groups_dir, self.proc.pid, label, self.scratch, started=False
+            )
+            if self.proc.poll() is not None or exit_file(self.groups_dir, self.proc.pid).exists():
+                return False
+        if self.sandbox is not None:
+            self.sandbox.prepare(self.cwd)
         self.workdir_limit = workdir_limit
         self.watch = Watch(self.proc, stdin, output_cap, tee)
         return True

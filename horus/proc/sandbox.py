@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
+from horus.proc import tools
+
 #: a root worker's job runs as user UID_BASE + the worker process's pid, group GID
 UID_BASE = 1_000_000
 #: the group of every sandboxed job of a root worker (nogroup): paths a grant makes
@@ -65,7 +67,7 @@ class Limits:
             options.append(f"--fsize={self.file_mb * 1024 * 1024}")
         if self.processes is not None:
             options.append(f"--nproc={self.processes}")
-        return ["prlimit", *options, "--"] if options else []
+        return [tools.path("prlimit"), *options, "--"] if options else []
 
 
 @dataclass(frozen=True)
@@ -101,11 +103,11 @@ class Sandbox:
         """``argv`` run in this sandbox, in ``workdir``."""
         uid = self.uid
         if uid is None:  # bubblewrap makes every namespace, the user's included
-            args = [self.bwrap, "--unshare-all", "--die-with-parent"]
+            args = [tools.path(self.bwrap), "--unshare-all", "--die-with-parent"]
             if self.network:
                 args.append("--share-net")
         else:  # root: namespaces but the user's, then the job drops to its own user
-            args = [self.bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
+            args = [tools.path(self.bwrap), "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
             args += ["--unshare-cgroup-try", "--die-with-parent"]
             if not self.network:
                 args.append("--unshare-net")
@@ -124,9 +126,9 @@ class Sandbox:
                 args += _cover(path)
         args += ["--chdir", str(workdir), "--"]
         if uid is not None:
-            args += ["setpriv", f"--reuid={uid}", f"--regid={GID}", "--clear-groups"]
+            args += [tools.path("setpriv"), f"--reuid={uid}", f"--regid={GID}", "--clear-groups"]
             args += ["--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
-            args += ["unshare", "--user", "--"]
+            args += [tools.path("unshare"), "--user", "--"]
         return [*args, *self.limits.prlimit(), *argv]
 
 

@@ -82,10 +82,20 @@ runners = ["chaos"]
 contexts = ["{boxed}"]
 writable = ["{files}"]
 
+[[grants]]
+who = ["{key}"]
+runners = ["shell"]
+contexts = ["{own_path}"]
+max_timeout = 30
+writable = ["{files}"]
+env = ["PATH"]
+
 """
 #: the context of the grant with limits, and of the sandboxed chaos jobs
 LIMITS = "limits"
 BOXED = "sandboxed"
+#: the context of the grant that lets a job set its own PATH
+OWN_PATH = "own-path"
 
 
 @pytest.fixture(scope="session")
@@ -95,7 +105,12 @@ def attacker(embedded_redis: EmbeddedRedis) -> Iterator[Attacker]:
     policy = SETTINGS.policy_path
     original = policy.read_text()
     grants = GRANTS.format(
-        key=keys.public_text(key), context=CONTEXT, limited=LIMITS, boxed=BOXED, files=JOB_FILES
+        key=keys.public_text(key),
+        context=CONTEXT,
+        limited=LIMITS,
+        boxed=BOXED,
+        own_path=OWN_PATH,
+        files=JOB_FILES,
     )
     start = original.index("\n[[grants]]") + 1
     tmp = policy.with_name(".policy.security.tmp")

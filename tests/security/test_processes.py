@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +13,7 @@ from horus.client import Client
 from horus.job import JobStatus, parse_job
 from horus.services.embedded import EmbeddedRedis
 from tests.harness import WorkerProcess, plugin_env, sleep_tag, tagged, wait_until
-from tests.security.conftest import BOXED, Attacker
+from tests.security.conftest import BOXED, OWN_PATH, Attacker
 
 #: a child in a session of its own, and one in a process group of its own (Python's setpgid)
 ESCAPE = (
@@ -69,3 +70,30 @@ def test_no_process_of_a_job_outlives_its_worker(
     chaos_worker.proc.wait(10)
     assert wait_until(lambda: not tagged(tag), timeout=5)
     Client().cancel_job(job_id)
+
+
+#: the programs that start a job's process, and the keeper's sleep
+TOOLS = ("setpriv", "env", "bwrap", "unshare", "prlimit", "sleep", "sh")
+
+
+def test_a_job_that_sets_path_cannot_put_its_programs_in_place_of_those_that_start_jobs(
+    attacker: Attacker, workers: dict[str, WorkerProcess], client: Client, tmp_path: Path
+) -> None:
+    # programs of the job's own, in a path its grant makes writable, first on the PATH its
+    # grant lets it set
+    planted = tmp_path / "bin"
+    planted.mkdir()
+    planted.chmod(0o777)
+    ran = tmp_path / "ran"
+    for name in TOOLS:
+        tool = planted / name
+        tool.write_text(f'#!/bin/sh\necho {name} >> {ran}\nexec /usr/bin/{name} "$@"\n')
+        tool.chmod(0o755)
+    env = {"PATH": f"{planted}:/usr/local/bin:/usr/bin:/bin"}
+    for _ in range(3):  # cold, then warm starts: the next job's process is made meanwhile
+        result = attacker.run("true", context_id=OWN_PATH, env_vars=env)
+        assert result.status is JobStatus.COMPLETED, result.error
+    for _ in range(2):  # and the jobs after it, another caller's
+        job_id = client.submit(parse_job({"runner_id": "shell", "payload": "true"}))
+        assert client.wait(job_id, timeout=30).status is JobStatus.COMPLETED
+    assert not ran.exists(), ran.read_text()

@@ -15,6 +15,7 @@ from horus.errors import InvalidJob
 from horus.execution import isolation
 from horus.execution.isolation import NoSandbox
 from horus.job import parse_job
+from horus.proc import tools
 from horus.proc.sandbox import Limits, Sandbox
 from horus.trust.policy import Grant, GrantLimits, hijacks
 
@@ -55,17 +56,17 @@ def test_the_network_is_off_unless_the_sandbox_allows_it() -> None:
 @pytest.mark.skipif(os.geteuid() != 0, reason="a root worker's sandbox")
 def test_a_root_worker_runs_the_job_as_a_user_of_its_own_without_capabilities() -> None:
     argv = Sandbox().command(["true"], Path("/tmp/w"))
-    drop = argv[argv.index("setpriv") :]
+    drop = argv[argv.index(tools.path("setpriv")) :]
     assert f"--reuid={1_000_000 + os.getpid()}" in drop
     assert "--no-new-privs" in drop
     assert "--bounding-set=-all" in drop
-    assert drop[drop.index("unshare") + 1] == "--user"
+    assert drop[drop.index(tools.path("unshare")) + 1] == "--user"
 
 
 def test_limits_become_a_prlimit_command() -> None:
     limits = Limits(memory_mb=64, cpu_seconds=2, file_mb=1, processes=8)
     assert limits.prlimit() == [
-        "prlimit",
+        tools.path("prlimit"),
         f"--as={64 * 1024 * 1024}",
         "--cpu=2:3",
         f"--fsize={1024 * 1024}",
@@ -138,3 +139,10 @@ def test_whole_families_of_hijacking_names_need_an_exact_grant(name: str) -> Non
 
 def test_ordinary_names_are_not_hijacks() -> None:
     assert not any(hijacks(n) for n in ("APP_MODE", "DB_HOST", "HOME", "LANG"))
+
+
+def test_the_programs_that_start_a_job_are_named_by_absolute_path() -> None:
+    argv = Sandbox(limits=Limits(processes=8)).command(["true"], Path("/tmp/w"))
+    helpers = [a for a in argv if Path(a).name in ("bwrap", "setpriv", "unshare", "prlimit")]
+    assert len(helpers) == (4 if os.geteuid() == 0 else 2)
+    assert all(Path(a).is_absolute() for a in helpers)

@@ -5,6 +5,7 @@ longer runs leaves nothing."""
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from horus.execution import warm
-from horus.execution.isolation import Isolation
+from horus.execution.isolation import Isolation, python_paths
 from horus.execution.launcher import AttemptLauncher
 from horus.job import JobStatus
 from horus.proc.groups import group_alive
@@ -206,3 +207,46 @@ def test_each_runner_keeps_its_own_held_process() -> None:
     assert (shell.kind, call.kind) == ("exec", "call")
     shell.discard()
     call.discard()
+
+
+def test_an_exec_start_gives_a_program_the_environment_a_cold_start_gives(tmp_path: Path) -> None:
+    env = {**ENV, "HOME": "/nowhere", "PWD": "/nowhere", "IFS": "x", "A": "1"}
+
+    def run(held: warm.Held | None) -> list[str]:
+        argv = ["/usr/bin/env"]
+        cwd = held.workdir if held is not None else tmp_path
+        outcome = launcher(held).run(
+            argv, env=env, cwd=cwd, deadline=time.monotonic() + 10, stdin=b"", warm="exec"
+        )
+        assert outcome.status is JobStatus.COMPLETED, outcome.error
+        return sorted(outcome.output.replace(str(cwd), "<workdir>").splitlines())
+
+    warm.hold("shell", "exec", [], ENV, None, None)
+    held = warm.claim("shell", None)
+    assert held is not None
+    time.sleep(0.3)
+    assert run(held) == run(None)  # PWD is where it runs, as the keeper's shell sets it
+    held.workdir.rmdir()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a root worker's jobs run as a user of their own")
+def test_a_held_directory_is_the_sandbox_users_only_once_its_job_comes() -> None:
+    box = Sandbox(readable=python_paths())
+    warm.hold("shell", "exec", [], ENV, box, None)
+    held = warm.claim("shell", box)
+    assert held is not None
+    # while it waits, the job running beside it (the same user) cannot write into it
+    assert held.workdir.stat().st_uid == 0
+    assert held.workdir.stat().st_mode & 0o777 == 0o700
+    time.sleep(0.3)
+    outcome = launcher(held, box).run(
+        ["/bin/sh", "-c", "touch mine && stat -c %u mine"],
+        env=ENV,
+        cwd=held.workdir,
+        deadline=time.monotonic() + 10,
+        stdin=b"",
+        warm="exec",
+    )
+    assert outcome.status is JobStatus.COMPLETED, outcome.error
+    assert held.workdir.stat().st_uid == box.uid
+    shutil.rmtree(held.workdir)

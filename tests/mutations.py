@@ -425,8 +425,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     M(
         "a sandboxed job that exited 0 as its worker process died is written as exited 0",
         "horus/proc/keeper.py",
-        '[ -z "$j" ] || { kill -9 "$j" 2>/dev/null; return; }',
-        '[ -z "$j" ] || { kill -9 "$p" 2>/dev/null; return; }',
+        '[ -z "$horus_j" ] || { kill -9 "$horus_j" 2>/dev/null; return; }',
+        '[ -z "$horus_j" ] || { kill -9 "$horus_p" 2>/dev/null; return; }',
         ("tests/unit/test_keeper.py", "-k", "exited_0"),
     ),
     # -- isolation and the trust it keeps ----------------------------------------------
@@ -499,7 +499,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     M(
         "an exec start clears the held shell's variables before it sets the job's",
         "horus/execution/warm.py",
-        'lines = ["unset PWD " + " ".join(name for name, _ in self.env)]',
+        'lines = ["unset " + " ".join(name for name, _ in self.env)]',
         "lines = []",
         (f"{WARM}::test_an_exec_start_runs_the_jobs_command_as_a_cold_start_would",),
     ),

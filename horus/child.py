@@ -73,9 +73,8 @@ def main() -> int:
     """Run the requested call; exit 0 on success, 1 on any error (traceback on stderr)."""
     preload(sys.argv[1:])
     request = json.loads(sys.stdin.buffer.read())
-    if "env" in request:
-        os.environ.clear()
-        os.environ.update(request["env"])
+    os.environ.clear()  # the job's environment, whatever this process started with
+    os.environ.update(request["env"])
     sys.path[:0] = [p for p in request["sys_path"] if p not in sys.path]
     result_stream = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)

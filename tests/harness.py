@@ -19,6 +19,7 @@ from pathlib import Path
 from horus import config
 from horus.client import Client
 from horus.config import Settings
+from horus.proc import groups
 from horus.proc.groups import kill_recorded_groups
 from horus.store import keys, workers
 from horus.store.records import Store
@@ -187,14 +188,9 @@ def wait_until(predicate: object, timeout: float = 10.0, step: float = 0.02) -> 
 def workdir_of(job_id: str) -> Path | None:
     """The working directory of the running job ``job_id`` (a warm-started job's is not
     named after it): the scratch directory its process group's marker records."""
-    for path in config.load().groups_dir.glob("[0-9]*"):
-        try:
-            head, _, scratch = path.read_text().partition("\n")
-        except OSError:
-            continue
-        label = head.split()[4:]
-        if label[:1] == [job_id] and scratch and Path(scratch).is_dir():
-            return Path(scratch)
+    for marker in groups.markers(config.load().groups_dir):
+        if marker.label.split()[:1] == [job_id] and marker.scratch and marker.scratch.is_dir():
+            return marker.scratch
     return None
 
 

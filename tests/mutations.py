@@ -506,8 +506,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     M(
         "a warm-started job's environment is its own, from its request",
         "horus/child.py",
-        'if "env" in request:',
-        "if False:",
+        'os.environ.update(request["env"])',
+        "os.environ.update({})",
         (
             f"{WARM_WORKER}::test_the_next_python_call_starts_before_its_job_comes_and_is_the_jobs_alone",
         ),

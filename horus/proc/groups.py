@@ -177,7 +177,7 @@ def write_marker(
     return path
 
 
-def _markers(groups_dir: Path) -> list[Marker]:
+def markers(groups_dir: Path) -> list[Marker]:
     """The well-formed markers in ``groups_dir``."""
     found = []
     for path in groups_dir.glob("[0-9]*") if groups_dir.is_dir() else []:
@@ -224,7 +224,7 @@ def kill_recorded_groups(groups_dir: Path, orphans_only: bool = False) -> int:
     yet to reap, or while its exit file is there.
     """
     killed = 0
-    for marker in _markers(groups_dir):
+    for marker in markers(groups_dir):
         orphaned = marker.orphaned
         if orphans_only and not orphaned:
             continue  # its worker process lives and will end it
@@ -283,7 +283,7 @@ def orphan_exits(groups_dir: Path) -> list[OrphanExit]:
     and must not run again)."""
     found = []
     me = os.getpid()
-    for marker in _markers(groups_dir):
+    for marker in markers(groups_dir):
         if not marker.orphaned:
             continue  # its worker process lives and records it
         leader = marker.leader()
@@ -311,7 +311,7 @@ def settle(found: OrphanExit) -> None:
 def unrecorded(groups_dir: Path) -> bool:
     """True while the exit of a job whose worker process died waits to be recorded (its
     keeper wrote it, and nobody has settled it yet)."""
-    return any(m.orphaned and m.exit_file.exists() for m in _markers(groups_dir))
+    return any(m.orphaned and m.exit_file.exists() for m in markers(groups_dir))
 
 
 def _children() -> list[int]:
@@ -332,7 +332,7 @@ def reap_adopted(groups_dir: Path) -> int:
     pool processes, in its process group) are left to whoever started them. Returns how
     many were reaped."""
     mine = os.getpgrp()
-    leaders = {marker.pgid for marker in _markers(groups_dir)}
+    leaders = {marker.pgid for marker in markers(groups_dir)}
     reaped = 0
     for pid in _children():
         stat = _stat(pid)

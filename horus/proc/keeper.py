@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import shlex
-import shutil
 import subprocess
 from collections.abc import Sequence
 from functools import cache
@@ -41,7 +40,9 @@ log = logging.getLogger(__name__)
 
 #: what the keeper runs under: setpriv arms the death signal, then execs the keeper
 DIE_WITH_WORKER = (
-    [tools.path("setpriv"), "--pdeathsig", "USR2", "--"] if shutil.which("setpriv") else []
+    [tools.path("setpriv"), "--pdeathsig", "USR2", "--"]
+    if Path(tools.path("setpriv")).is_absolute()  # found
+    else []
 )
 #: the keeper's script; its own variables are named horus_*, names a job may not set, so
 #: that none of them changes a variable of the job's environment (the shell exports every

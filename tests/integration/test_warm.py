@@ -15,8 +15,9 @@ import pytest
 
 from horus import config
 from horus.client import Client
+from horus.execution import warm
 from horus.job import JobStatus, parse_job
-from horus.proc.groups import group_alive
+from horus.proc.groups import Marker, group_alive, markers
 from tests.harness import WorkerProcess, plugin_env, wait_until
 
 PROCESS = "tests.fixtures:process"
@@ -46,17 +47,24 @@ def call(client: Client, payload: str, **fields: Any) -> tuple[str, dict[str, An
     return job_id, json.loads(result.output), time.monotonic() - submitted
 
 
-def held_markers(worker: WorkerProcess) -> list[tuple[int, Path]]:
-    """The recorded groups of the held processes of ``worker``'s pool processes: (group id,
-    their directory)."""
+def held_groups(worker: WorkerProcess) -> list[Marker]:
+    """The recorded groups of the processes ``worker``'s pool processes hold."""
     assert worker.proc is not None
-    found = []
-    for path in config.load().groups_dir.glob("[0-9]*"):
-        head, _, scratch = path.read_text().partition("\n")
-        _started, _owner, _owner_started, adopter, *label = head.split()
-        if label == ["warm"] and int(adopter) == worker.proc.pid:
-            found.append((int(path.name), Path(scratch)))
-    return found
+    return [
+        m
+        for m in markers(config.load().groups_dir)
+        if m.label == warm.LABEL and m.adopter == worker.proc.pid
+    ]
+
+
+def the_held_group(client: Client, worker: WorkerProcess) -> tuple[int, Path]:
+    """Run a job on ``worker``, then the group id and directory of the one process it holds
+    for the next job."""
+    call(client, PROCESS)
+    assert wait_until(lambda: len(held_groups(worker)) == 1, timeout=10)
+    (held,) = held_groups(worker)
+    assert held.scratch is not None
+    return held.pgid, held.scratch
 
 
 def pool_of(worker: WorkerProcess) -> list[int]:
@@ -111,9 +119,7 @@ def test_a_job_that_sets_its_time_zone_starts_cold_with_it(
 def test_a_held_interpreter_goes_with_its_pool_process_and_leaves_nothing(
     client: Client, warm_worker: WorkerProcess
 ) -> None:
-    call(client, PROCESS)
-    assert wait_until(lambda: len(held_markers(warm_worker)) == 1, timeout=10)
-    ((group, workdir),) = held_markers(warm_worker)
+    group, workdir = the_held_group(client, warm_worker)
     assert group_alive(group)
     assert workdir.is_dir()
     for pid in pool_of(warm_worker):
@@ -128,12 +134,10 @@ def test_a_held_interpreter_goes_with_its_pool_process_and_leaves_nothing(
 def test_a_stopped_worker_leaves_no_held_interpreter(
     client: Client, warm_worker: WorkerProcess
 ) -> None:
-    call(client, PROCESS)
-    assert wait_until(lambda: len(held_markers(warm_worker)) == 1, timeout=10)
-    ((group, workdir),) = held_markers(warm_worker)
+    group, workdir = the_held_group(client, warm_worker)
     assert warm_worker.proc is not None
     os.killpg(warm_worker.proc.pid, signal.SIGTERM)  # as `horus down` stops it
     warm_worker.proc.wait(timeout=30)
     assert not group_alive(group)
     assert not workdir.exists()
-    assert not held_markers(warm_worker)
+    assert not held_groups(warm_worker)

@@ -20,6 +20,7 @@ from horus.job import JobStatus
 from horus.proc.groups import group_alive
 from horus.proc.launch import Launch
 from horus.proc.sandbox import Limits, Sandbox
+from horus.runner import WarmStart
 
 #: a "call" that says when it started and what it was given
 SCRIPT = 'echo "started $(cat /proc/self/stat | cut -d" " -f22)"; cat; echo " HOME=$HOME"'
@@ -32,6 +33,21 @@ def nothing_held() -> Iterator[None]:
     warm.release_all()
     yield
     warm.release_all()
+
+
+#: the test runners: "call" makes library calls (ARGV), "shell" runs processes
+KINDS: dict[str, WarmStart] = {"call": "call", "shell": "exec"}
+
+
+def claimed(runner: str, *, started: bool = True) -> warm.Held:
+    """A process held for the next job of ``runner``, claimed as that job's; with
+    ``started``, once it has had time to start up."""
+    warm.hold(runner, KINDS[runner], ARGV if runner == "call" else (), ENV, None, None)
+    held = warm.claim(runner, None)
+    assert held is not None
+    if started:
+        time.sleep(0.3)
+    return held
 
 
 def launcher(held: warm.Held | None, sandbox: Sandbox | None = None) -> AttemptLauncher:
@@ -69,18 +85,13 @@ def test_a_job_claims_the_held_call_of_its_runner_and_sandbox_only() -> None:
     assert warm.claim("call", box) is None  # another sandbox (another grant)
     assert not first.workdir.exists()
     assert not group_alive(first.launch.proc.pid, first.launch.proc)
-    warm.hold("call", "call", ARGV, ENV, None, None)
-    held = warm.claim("call", None)
-    assert held is not None
+    held = claimed("call", started=False)
     assert warm.claim("call", None) is None
     held.discard()
 
 
 def test_a_claimed_call_runs_the_jobs_request_in_the_held_process() -> None:
-    warm.hold("call", "call", ARGV, ENV, None, None)
-    held = warm.claim("call", None)
-    assert held is not None
-    time.sleep(0.3)
+    held = claimed("call")
     outcome = launcher(held).run(
         ARGV, env=ENV, cwd=held.workdir, deadline=time.monotonic() + 10, stdin=b"req", warm="call"
     )
@@ -103,10 +114,7 @@ def test_a_claimed_call_runs_the_jobs_request_in_the_held_process() -> None:
 def test_a_call_the_held_process_does_not_fit_starts_cold(
     argv: tuple[str, ...], env: dict[str, str]
 ) -> None:
-    warm.hold("call", "call", ARGV, ENV, None, None)
-    held = warm.claim("call", None)
-    assert held is not None
-    time.sleep(0.3)
+    held = claimed("call")
     outcome = launcher(held).run(
         argv, env=env, cwd=held.workdir, deadline=time.monotonic() + 10, stdin=b"", warm="call"
     )
@@ -120,9 +128,7 @@ def test_a_call_the_held_process_does_not_fit_starts_cold(
 
 
 def test_an_unused_claim_is_ended_when_its_attempt_closes() -> None:
-    warm.hold("call", "call", ARGV, ENV, None, None)
-    held = warm.claim("call", None)
-    assert held is not None
+    held = claimed("call", started=False)
     launcher(held).close()
     assert not group_alive(held.launch.proc.pid, held.launch.proc)
     held.workdir.rmdir()
@@ -170,10 +176,7 @@ def run_show(held: warm.Held | None, cwd: Path, env: dict[str, str]) -> tuple[st
 
 
 def test_an_exec_start_runs_the_jobs_command_as_a_cold_start_would() -> None:
-    warm.hold("shell", "exec", [], ENV, None, None)
-    held = warm.claim("shell", None)
-    assert held is not None
-    time.sleep(0.3)
+    held = claimed("shell")
     env = {**ENV, "HOME": str(held.workdir), "ODD": "a 'b' \"c\" $d `e`\nf\\g", "EMPTY": ""}
     warmed, warm_age = run_show(held, held.workdir, env)
     cold, cold_age = run_show(None, held.workdir, env)
@@ -187,10 +190,7 @@ def test_an_exec_start_runs_the_jobs_command_as_a_cold_start_would() -> None:
 
 
 def test_an_exec_start_of_a_job_whose_variable_no_shell_can_set_starts_cold() -> None:
-    warm.hold("shell", "exec", [], ENV, None, None)
-    held = warm.claim("shell", None)
-    assert held is not None
-    time.sleep(0.3)
+    held = claimed("shell")
     _, age = run_show(held, held.workdir, {**ENV, "NOT-A-NAME": "x"})
     assert age < 0.25
     assert not group_alive(held.launch.proc.pid, held.launch.proc)
@@ -221,10 +221,7 @@ def test_an_exec_start_gives_a_program_the_environment_a_cold_start_gives(tmp_pa
         assert outcome.status is JobStatus.COMPLETED, outcome.error
         return sorted(outcome.output.replace(str(cwd), "<workdir>").splitlines())
 
-    warm.hold("shell", "exec", [], ENV, None, None)
-    held = warm.claim("shell", None)
-    assert held is not None
-    time.sleep(0.3)
+    held = claimed("shell")
     assert run(held) == run(None)  # PWD is where it runs, as the keeper's shell sets it
     held.workdir.rmdir()
 

@@ -472,6 +472,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         "    return name",
         ("tests/security/test_processes.py", "-k", "sets_path"),
     ),
+    # -- the worker's event-loop timer (horus.execution.timers) --------------------------
+    M(
+        "the worker drops the cancelled time-limit timers of ended jobs",
+        "horus/execution/timers.py",
+        "    hub.call_repeatedly(COMPACT_EVERY, drop_cancelled, timer)",
+        "    pass",
+        ("tests/unit/test_timers.py", "-k", "started_worker"),
+    ),
     # -- warm starts (horus.execution.warm) --------------------------------------------
     M(
         "a held call is claimed only by a job of its runner and sandbox",

@@ -30,7 +30,7 @@ from celery.signals import (
 
 from horus import config
 from horus.errors import ConfigError, one_line
-from horus.execution import orphans, task, warm
+from horus.execution import orphans, task, timers, warm
 from horus.execution.context import WorkerContext
 from horus.job import JobStatus
 from horus.messaging.app import make_app
@@ -179,6 +179,7 @@ def run_worker(ctx: WorkerContext, concurrency: int, loglevel: str = "INFO") -> 
     ]
     for signal, method in hooks:
         signal.connect(_named(method), weak=False)
+    worker_ready.connect(_compact_timers, weak=False)
     # a pool process that ends (a stop, a restart) ends the processes it holds for next jobs
     worker_process_shutdown.connect(lambda **_: warm.release_all(), weak=False)
     for dropped in (task_rejected, task_unknown):
@@ -217,6 +218,14 @@ def _audit_dropped(ctx: WorkerContext) -> Callable[..., None]:
         )
 
     return handler
+
+
+def _compact_timers(sender: Any = None, **_: Any) -> None:
+    """Keep the event loop of the worker whose consumer is ``sender`` free of dead timers
+    (:mod:`horus.execution.timers`)."""
+    hub = getattr(sender, "hub", None)
+    if hub is not None:  # none without an event loop (a solo or threads pool)
+        timers.keep_compact(hub)
 
 
 def _named(method: Callable[[str], None]) -> Callable[..., None]:

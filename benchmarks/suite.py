@@ -10,6 +10,8 @@ it is met; the table goes to ``benchmarks/results/latest.md`` (and ``.json``) an
     .venv/bin/python -m benchmarks.suite                # Redis, and RabbitMQ if reachable
     .venv/bin/python -m benchmarks.suite --tiny         # a few hundred jobs: does it work
     .venv/bin/python -m benchmarks.suite --broker redis --jobs 5000 --soak 50000
+    .venv/bin/python -m benchmarks.suite --broker redis --soak-only --soak 50000 \\
+        --out benchmarks/results/soak                   # the worker memory figure alone
 """
 
 from __future__ import annotations
@@ -207,6 +209,8 @@ def bench_broker(name: str, broker: str, args: argparse.Namespace, policy_off: P
     purge(broker, ["raw", "horus.python", "horus.shell"])
     plain, ours = Plain(broker, backend, args.concurrency), Ours(args.concurrency)
     n, rows = args.jobs, []
+    if args.soak_only:
+        return [soak(name, ours, args.soak)]
 
     def row(
         figure: str,
@@ -315,35 +319,31 @@ def bench_broker(name: str, broker: str, args: argparse.Namespace, policy_off: P
         "round trip p50, one python job at a time", "ms", c_p50, statistics.median(samples), "lower"
     )
 
-    # worker memory after many jobs against after the first ones
     if args.soak:
-        with ours.running("python") as pid:
-            first = max(1, min(1000, args.soak // 10))
-            ours.wait(ours.publish_many(NOOP, first))
-            early = measure.rss_bytes(pid)
-            left = args.soak - first
-            while left > 0:
-                batch = min(left, 5000)
-                ours.wait(ours.publish_many(NOOP, batch))
-                left -= batch
-            late = measure.rss_bytes(pid)
-        print(
-            f"  worker memory: {early / 2**20:.1f} MB after {first:,} jobs, "
-            f"{late / 2**20:.1f} MB after {args.soak:,}",
-            flush=True,
-        )
-        rows.append(
-            Row(
-                name,
-                f"worker memory after {first:,} jobs ÷ after {args.soak:,}",
-                "MB",
-                None,
-                late / 2**20,
-                early / late,
-                1 / 1.1,
-            )
-        )
+        rows.append(soak(name, ours, args.soak))
     return rows
+
+
+def soak(name: str, ours: Ours, jobs: int) -> Row:
+    """Worker memory after ``jobs`` no-op python jobs against after the first tenth (at
+    most 1,000): a worker that keeps something of each job grows between the two."""
+    with ours.running("python") as pid:
+        first = max(1, min(1000, jobs // 10))
+        ours.wait(ours.publish_many(NOOP, first))
+        early = measure.rss_bytes(pid)
+        left = jobs - first
+        while left > 0:
+            batch = min(left, 5000)
+            ours.wait(ours.publish_many(NOOP, batch))
+            left -= batch
+        late = measure.rss_bytes(pid)
+    print(
+        f"  worker memory: {early / 2**20:.1f} MB after {first:,} jobs, "
+        f"{late / 2**20:.1f} MB after {jobs:,}",
+        flush=True,
+    )
+    figure = f"worker memory after {first:,} jobs ÷ after {jobs:,}"
+    return Row(name, figure, "MB", None, late / 2**20, early / late, 1 / 1.1)
 
 
 def one_broker(name: str, args: argparse.Namespace) -> list[Row]:
@@ -352,6 +352,7 @@ def one_broker(name: str, args: argparse.Namespace) -> list[Row]:
     argv = [sys.executable, "-m", "benchmarks.suite", "--broker", name, "--inner"]
     argv += ["--jobs", str(args.jobs), "--concurrency", str(args.concurrency)]
     argv += ["--roundtrips", str(args.roundtrips), "--soak", str(args.soak), "--out", str(out)]
+    argv += ["--soak-only"] if args.soak_only else []
     env = {k: v for k, v in os.environ.items() if k != "HORUS_HOME"}
     subprocess.run(argv, cwd=REPO, env=env, check=True)
     return [Row(**row) for row in json.loads((out / "rows.json").read_text())]
@@ -382,6 +383,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--roundtrips", type=int, default=200)
     parser.add_argument("--soak", type=int, default=50000, help="jobs for the memory figure")
+    parser.add_argument(
+        "--soak-only", action="store_true", help="only the worker memory figure (see --soak)"
+    )
     parser.add_argument("--tiny", action="store_true", help="200 jobs: proves the suite works")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
@@ -403,8 +407,9 @@ def main() -> None:
             rows += one_broker(name, args)
     finally:
         shutil.rmtree(HOME, ignore_errors=True)
+    what = f"{args.soak:,} jobs, worker memory only" if args.soak_only else f"{args.jobs} jobs"
     heading = (
-        f"# Horus against plain Celery, {time.strftime('%Y-%m-%d')}: {args.jobs} jobs, "
+        f"# Horus against plain Celery, {time.strftime('%Y-%m-%d')}: {what}, "
         f"concurrency {args.concurrency}, {os.cpu_count()} cores"
     )
     for path in write(rows, args.out, heading):

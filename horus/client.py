@@ -147,9 +147,21 @@ class Client:
         try:
             publish(self.app, created)  # the job just validated and recorded: no re-read
         except BrokerUnavailable:
-            self.lifecycle.discard(created)  # nothing half-written: no record without a message
-            raise
+            if self._withdraw(created):
+                raise
         return created.id
+
+    def _withdraw(self, job: Job) -> bool:
+        """Remove the record of ``job``, whose message could not be sent: nothing half-written,
+        no record without a message. False when the store is away too (one Redis for both):
+        the record stays, made as sending, so the sweeper publishes it once Redis is back and
+        the job is submitted after all (its id is the caller's to follow, not an error that
+        would have the caller submit it again)."""
+        try:
+            self.lifecycle.discard(job)
+        except BrokerUnavailable:
+            return False
+        return True
 
     def submit_many(
         self,
@@ -166,8 +178,9 @@ class Client:
         was not submitted (a bad job does not stop the others). Should the broker be away,
         the jobs not yet published are not recorded either, and each says so (a batch
         whose one round trip to Redis fails midway stays submitted: see
-        :func:`~horus.messaging.publish.publish_many`). ``progress`` hears how many more
-        jobs are settled, as they are."""
+        :func:`~horus.messaging.publish.publish_many`; so does one whose record could not be
+        withdrawn, the store away too: the sweeper sends it). ``progress`` hears how many
+        more jobs are settled, as they are."""
         done: list[Submitted | None] = []
         checked: list[tuple[int, Job]] = []
         away: Submitted | None = None  # once the broker is away, the rest are not sent
@@ -205,9 +218,11 @@ class Client:
             return [Submitted(None, f"not submitted: {exc}", unreached=True)] * len(jobs)
         created = [job for job, ok in zip(jobs, made, strict=True) if ok]
         sent, away = publish_many(self.app, created)
+        kept: set[str] = set()  # the store went away too: these stay, for the sweeper
         for job in created[sent:]:
-            self.lifecycle.discard(job)  # nothing half-written: no record without a message
-        ids = {job.id for job in created[:sent]}
+            if kept or not self._withdraw(job):  # one try: an away store costs one timeout
+                kept.add(job.id)
+        ids = {job.id for job in created[:sent]} | kept
         results = []
         for job, ok in zip(jobs, made, strict=True):
             if not ok:

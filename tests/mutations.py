@@ -472,6 +472,21 @@ MUTATIONS: tuple[Mutation, ...] = (
         "    return name",
         ("tests/security/test_processes.py", "-k", "sets_path"),
     ),
+    # -- submitting (horus.client) ------------------------------------------------------
+    M(
+        "a batch's record that could not be withdrawn is reported submitted",
+        "horus/client.py",
+        "            if kept or not self._withdraw(job):",
+        "            if False:",
+        ("tests/integration/test_bulk.py", "-k", "sweeper"),
+    ),
+    M(
+        "a job's record that could not be withdrawn is reported submitted",
+        "horus/client.py",
+        "            if self._withdraw(created):\n                raise",
+        "            raise",
+        ("tests/integration/test_bulk.py", "-k", "sweeper"),
+    ),
     # -- the worker's event-loop timer (horus.execution.timers) --------------------------
     M(
         "the worker drops the cancelled time-limit timers of ended jobs",

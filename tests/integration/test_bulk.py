@@ -4,21 +4,25 @@ bad job is reported in its place and the others go on; nothing is half-written."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
 import tempfile
+import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 import redis.connection
 from celery import Celery
 
+from horus import config
 from horus.client import Client
-from horus.errors import JobNotFound
+from horus.errors import BrokerUnavailable, JobNotFound
 from horus.job import Job, JobStatus
-from horus.messaging.publish import publish_many
+from horus.messaging.publish import publish, publish_many
 from horus.routing import queue_for
 from horus.services.embedded import EmbeddedRedis
 from tests.harness import WorkerProcess, run_horus
@@ -206,3 +210,45 @@ def test_a_batch_of_messages_reaches_redis_in_one_round_trip(
         assert bodies == [job.id for job in jobs]
     finally:
         client.store.redis.delete(queue)
+
+
+def test_jobs_recorded_before_their_one_redis_went_away_stay_submitted_for_the_sweeper(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Records and messages on one Redis that stops between the two: the records cannot be
+    withdrawn, so they stay (made as sending) and each job is reported with its id, one at
+    a time or in a batch; once Redis is back (its append-only file kept them) the sweeper
+    finds their messages due, and sends them. Reporting them as not submitted would have
+    the caller submit them again: a second copy of each job."""
+    home = Path(tempfile.mkdtemp(prefix="hgo-", dir="/tmp"))
+    broker = EmbeddedRedis(home, home / "redis.sock")
+    broker.start()
+    try:
+        url = f"redis+socket://{broker.socket}"
+        settings = dataclasses.replace(config.load(), broker_url=url, result_backend=url)
+        alone = Client(settings=settings)
+        alone.submit(Job.new("shell", "true"))  # connected, the queue declared
+
+        def stopped_first(app: Celery, job: Job) -> None:
+            broker.stop()
+            publish(app, job)
+
+        def all_stopped_first(
+            app: Celery, jobs: Sequence[Job]
+        ) -> tuple[int, BrokerUnavailable | None]:
+            broker.stop()
+            return publish_many(app, jobs)
+
+        monkeypatch.setattr("horus.client.publish", stopped_first)
+        one = alone.submit(Job.new("shell", "echo one"))
+        broker.start()
+        monkeypatch.setattr("horus.client.publish_many", all_stopped_first)
+        many = alone.submit_many([Job.new("shell", f"echo {n}") for n in range(3)])
+        broker.start()
+        assert [s.error for s in many] == [None] * 3
+        ids = [one, *(str(s.id) for s in many)]
+        assert [alone.get_job(i).status for i in ids] == [JobStatus.PENDING] * 4
+        assert set(ids) <= set(alone.store.stale_queued(time.time() + 1))
+    finally:
+        broker.stop()
+        shutil.rmtree(home, ignore_errors=True)

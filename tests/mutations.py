@@ -487,6 +487,20 @@ MUTATIONS: tuple[Mutation, ...] = (
         "            raise",
         ("tests/integration/test_bulk.py", "-k", "sweeper"),
     ),
+    M(
+        "the client verifies every signature it did not make just now",
+        "horus/client.py",
+        "        given = set(job.signatures)",
+        "        given: set[Signature] = set()",
+        ("tests/integration/test_trust.py", "-k", "tampered_after"),
+    ),
+    M(
+        "a batch declares its queues before its messages",
+        "horus/messaging/publish.py",
+        "            declare(app, producer, jobs)\n",
+        "",
+        ("tests/integration/test_external_brokers.py", "-k", "no_one_declared"),
+    ),
     # -- the worker's event-loop timer (horus.execution.timers) --------------------------
     M(
         "the worker drops the cancelled time-limit timers of ended jobs",

@@ -26,9 +26,16 @@ log = logging.getLogger(__name__)
 BATCH_FAILED: type[Exception] = kombu.exceptions.BatchPublishError  # type: ignore[attr-defined]
 
 
-def publish(app: Celery, job: Job, producer: Producer | None = None) -> None:
+#: how long a publish (or a queue's declaration) tries to reach the broker: about 1.5 s
+RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1}
+
+
+def publish(
+    app: Celery, job: Job, producer: Producer | None = None, declared: bool = False
+) -> None:
     """Publish ``job`` to its runner's queue; :class:`BrokerUnavailable` if it cannot.
-    ``producer`` (one of ``app.producer_or_acquire()``) lets many jobs share one connection."""
+    ``producer`` (one of ``app.producer_or_acquire()``) lets many jobs share one connection;
+    ``declared``: :func:`declare` made the queue known on it already."""
     summary = f"runner={job.runner_id} payload={job.payload[:80]!r}"
     try:
         app.send_task(
@@ -40,16 +47,24 @@ def publish(app: Celery, job: Job, producer: Producer | None = None) -> None:
             argsrepr=summary,
             kwargsrepr="{}",
             producer=producer,
+            declare=[] if declared else None,  # None: Celery declares the queue (if new)
             retry=True,
-            retry_policy={
-                "max_retries": 2,
-                "interval_start": 0.2,
-                "interval_step": 0.5,
-                "interval_max": 1,
-            },
+            retry_policy=RETRY_POLICY,
         )
     except OperationalError as exc:
         raise _unreachable(app, exc) from None
+
+
+def declare(app: Celery, producer: Producer, jobs: Sequence[Job]) -> None:
+    """Declare the queues of ``jobs`` on ``producer``'s connection, each once (kombu skips
+    one it declared there before): what Celery would do for every message, at a tenth of
+    a bulk submission's CPU. On RabbitMQ a queue must exist before its first message (the
+    default exchange drops what no queue takes)."""
+    for name in dict.fromkeys(queue_for(job.runner_id) for job in jobs):
+        try:
+            producer.maybe_declare(app.amqp.queues[name], retry=True, **RETRY_POLICY)
+        except OperationalError as exc:
+            raise _unreachable(app, exc) from None
 
 
 def publish_many(app: Celery, jobs: Sequence[Job]) -> tuple[int, BrokerUnavailable | None]:
@@ -67,11 +82,12 @@ def publish_many(app: Celery, jobs: Sequence[Job]) -> tuple[int, BrokerUnavailab
     sent = 0
     try:
         with app.producer_or_acquire() as producer:
+            declare(app, producer, jobs)
             # a batched message is sent only as the batch ends: until then none counts
             counted = not producer.supports_batch_publish
             with producer.batch(max_size=len(jobs) + 1):  # one flush, at the end
                 for job in jobs:
-                    publish(app, job, producer)
+                    publish(app, job, producer, declared=True)
                     sent += counted
             sent = len(jobs)
     except BrokerUnavailable as exc:

@@ -16,7 +16,7 @@ from nacl.signing import SigningKey
 
 from horus.config import Settings
 from horus.errors import ConfigError, NotAllowed
-from horus.job import Job
+from horus.job import Job, Signature
 from horus.trust import keys, signing
 from horus.trust.policy import Grant, Policy, PolicyFile
 from horus.trust.signing import CancelRequest
@@ -41,15 +41,23 @@ class Gate:
         """The policy in force now (:class:`ConfigError` while the file is missing or bad)."""
         return self.policy_file.current()
 
-    def judge(self, job: Job, policy_required: bool = True, check_expiry: bool = True) -> Decision:
+    def judge(
+        self,
+        job: Job,
+        policy_required: bool = True,
+        check_expiry: bool = True,
+        made: tuple[Signature, ...] = (),
+    ) -> Decision:
         """The decision for ``job``; :class:`NotAllowed` with the reason when refused.
 
         With ``policy_required=False`` (the client) a missing policy file skips the policy
         check: the worker still makes it. The worker checks the expiry itself, on a job's
-        first attempt only (``check_expiry=False``): a retry is not a replay.
+        first attempt only (``check_expiry=False``): a retry is not a replay. ``made``: the
+        signatures the caller itself just made over this job (a client's), not verified
+        again; the worker passes none.
         """
         signers = signing.verify(
-            job, datetime.now(UTC), self.settings.retention_seconds, check_expiry
+            job, datetime.now(UTC), self.settings.retention_seconds, check_expiry, made
         )
         if not policy_required and not self.policy_file.exists():
             return Decision(signers, None)

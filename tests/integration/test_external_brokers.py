@@ -19,7 +19,9 @@ from amqp.exceptions import PreconditionFailed
 from kombu import Connection
 
 from horus import config
-from tests.harness import REPO, WorkerProcess, run_horus
+from horus.client import Client
+from horus.job import Job
+from tests.harness import REPO, WorkerProcess, run_horus, settings_for
 
 pytestmark = pytest.mark.integration
 
@@ -113,3 +115,31 @@ def test_rabbitmq_queues_are_quorum_queues_and_publishes_are_confirmed(
         [sys.executable, "-c", probe], env=env, cwd=REPO, capture_output=True, text=True
     )
     assert shown.stdout == "True\n", shown.stderr
+
+
+def test_a_batch_to_a_rabbitmq_queue_no_one_declared_yet_arrives_whole(
+    embedded_redis: object,
+) -> None:
+    """``submit_many`` declares each queue of a batch once, not per message; on RabbitMQ the
+    queue must exist before its first message (the default exchange drops what no queue
+    takes), so a batch sent before any worker declared it must still arrive whole, in a
+    quorum queue, and run."""
+    need(5672, "amqp")
+    drop_rabbitmq_queue()
+    env = broker_env(RABBITMQ)
+    client = Client(settings=settings_for(env))
+    jobs = [Job.new("shell", f"echo {n}") for n in range(5)]
+    done = client.submit_many(jobs)
+    assert [s.error for s in done] == [None] * 5
+    worker = WorkerProcess(["shell"], 1, env)
+    try:
+        with Connection(RABBITMQ) as conn:
+            channel: Any = conn.default_channel
+            assert channel.queue_declare("horus.shell", passive=True).message_count == 5
+            with pytest.raises(PreconditionFailed, match="x-queue-type"):
+                channel.queue_declare("horus.shell", durable=True, auto_delete=False)
+        worker.start(timeout=60)
+        assert [client.wait(job.id, 30).output for job in jobs] == [f"{n}\n" for n in range(5)]
+    finally:
+        worker.stop()
+        drop_rabbitmq_queue()

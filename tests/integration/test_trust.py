@@ -25,7 +25,7 @@ from nacl.signing import SigningKey
 
 from horus import config
 from horus.client import Client
-from horus.errors import NotAllowed
+from horus.errors import JobNotFound, NotAllowed
 from horus.job import Job, JobStatus
 from horus.messaging.app import make_app
 from horus.routing import queue_for, task_for
@@ -137,6 +137,27 @@ def test_a_tampered_job_never_runs_and_says_why(
     entry = never_runs(client, tampered, good.id, tampered, canary, "does not verify")
     assert entry.signers
     assert_refused_in_record(client, good.id, "changed after signing")
+
+
+def test_the_client_refuses_a_job_tampered_after_its_own_key_signed_it(
+    client: Client, workers: dict[str, WorkerProcess]
+) -> None:
+    """The client does not verify again the signatures it has just made, but one it was
+    given (even by its own key: a job signed earlier, then changed) it verifies: the
+    tampered job is refused at submission, one at a time and in a batch, and nothing of it
+    is recorded."""
+    good = signed(client, Job.new("shell", "echo signed"))
+    tampered = good.model_copy(update={"payload": "echo changed after signing"})
+    with pytest.raises(NotAllowed, match="does not verify"):
+        client.submit(tampered)
+    fresh = Job.new("shell", "true")
+    done = client.submit_many([tampered, fresh])
+    assert done[0].id is None
+    assert "does not verify" in (done[0].error or "")
+    assert done[1].id == fresh.id
+    with pytest.raises(JobNotFound):
+        client.get_job(tampered.id)
+    assert client.wait(fresh.id, 30).status is JobStatus.COMPLETED
 
 
 def test_a_forged_signature_never_runs(

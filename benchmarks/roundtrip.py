@@ -72,8 +72,11 @@ def main() -> None:
         print(f"{args.runner} jobs, one at a time, pause {args.pause} s, p50 of {args.jobs}:")
         for i, leg in enumerate(LEGS):
             print(f"  {leg:32s} {statistics.median(x[i] for x in legs) * 1000:7.2f} ms")
-        total = statistics.median(sum(x) for x in legs) * 1000
-        print(f"  {'round trip':32s} {total:7.2f} ms")
+        totals = [sum(x) * 1000 for x in legs]
+        print(f"  {'round trip':32s} {statistics.median(totals):7.2f} ms")
+        if len(totals) >= 100:
+            p90, p99 = (statistics.quantiles(totals, n=100)[q - 1] for q in (90, 99))
+            print(f"  {'round trip p90 / p99':32s} {p90:7.2f} / {p99:.2f} ms")
     finally:
         if worker is not None:
             worker.stop()

@@ -39,3 +39,10 @@ def loaded(name: str) -> bool:
     import sys
 
     return name in sys.modules
+
+
+def site_builtins() -> list[str]:
+    """What the builtins a normal interpreter's ``site`` adds look like to the job."""
+    import builtins
+
+    return [repr(builtins.exit), repr(builtins.quit), type(builtins.help).__name__]

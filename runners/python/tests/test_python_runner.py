@@ -4,9 +4,12 @@ real calls in a child interpreter."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import pydantic.version
 import pytest
 
 from horus import InvalidJob, JobStatus, parse_job
@@ -139,3 +142,21 @@ def test_a_preload_that_is_not_a_module_name_is_refused_naming_the_fix(name: str
         RunnerContractError, match=r"runners.toml \[python\]: .*write package\.module"
     ):
         configure(installed().get("python"), {"preload": [name]})
+
+
+def test_a_job_has_the_exit_quit_and_help_of_a_normal_interpreter(tmp_path: Path) -> None:
+    outcome = run_locally("python", f"{FIXTURES}:site_builtins", tmp_path)
+    assert outcome.status is JobStatus.COMPLETED, outcome.error
+    script = (
+        "import builtins as b; print(repr(b.exit), repr(b.quit), type(b.help).__name__, sep='\\n')"
+    )
+    normal = subprocess.run(
+        [sys.executable, "-I", "-c", script], capture_output=True, text=True, check=True
+    )
+    assert json.loads(outcome.output) == normal.stdout.splitlines()
+
+
+def test_a_job_imports_the_installed_packages_of_the_worker(tmp_path: Path) -> None:
+    outcome = run_locally("python", "pydantic.version:version_short", tmp_path)
+    assert outcome.status is JobStatus.COMPLETED, outcome.error
+    assert json.loads(outcome.output) == pydantic.version.version_short()

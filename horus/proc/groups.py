@@ -80,16 +80,25 @@ def group_alive(pgid: int, leader: subprocess.Popen[bytes] | None = None) -> boo
     except PermissionError:
         pass  # a member runs as another user: look for it below
     wanted = str(pgid).encode()
-    for name in os.listdir("/proc"):  # plain reads: this runs at the end of every job
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as stat:
-                fields = stat.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if len(fields) > 2 and fields[2] == wanted and fields[0] != b"Z":
-            return True
+    proc = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY)
+    try:  # raw reads, half the cost of open(): this runs at the end of most jobs
+        for name in os.listdir(proc):
+            if not name.isdigit():
+                continue
+            try:
+                fd = os.open(f"{name}/stat", os.O_RDONLY, dir_fd=proc)
+            except OSError:
+                continue
+            try:
+                fields = os.read(fd, 1024).rsplit(b")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            finally:
+                os.close(fd)
+            if len(fields) > 2 and fields[2] == wanted and fields[0] != b"Z":
+                return True
+    finally:
+        os.close(proc)
     return False
 
 
@@ -102,11 +111,14 @@ def kill_group(
     with contextlib.suppress(ProcessLookupError, PermissionError):
         if grace > 0:
             os.killpg(pgid, signal.SIGTERM)
-            end = time.monotonic() + grace
+            end, pause = time.monotonic() + grace, 0.001
             while time.monotonic() < end:
                 if not group_alive(pgid, leader):
                     return
-                time.sleep(0.02)
+                # a job that has just ended is mostly gone within a millisecond or two (a
+                # sandbox's pid-1 is still exiting): look again soon, then less often
+                time.sleep(pause)
+                pause = min(pause * 2, 0.02)
         os.killpg(pgid, signal.SIGKILL)
 
 
